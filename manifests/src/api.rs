@@ -1,0 +1,400 @@
+//! The API: request envelope `{"method", "params"}`, typed params and results for every method of
+//! the contract, and the response envelope `{"result"}` | `{"error"}`.
+//!
+//! One table, [`for_each_method!`](crate::for_each_method), lists every method with its wire name,
+//! params type and result type. It generates the [`Request`] enum (one variant per method), the
+//! marker types in [`methods`] (each implements [`Method`], so a client can write
+//! `call::<methods::ServicesList>(Empty {})` and get a typed result), and [`METHODS`]. Other crates
+//! can run the same table through a macro of their own (the launcher builds its dispatcher so), so
+//! a method added here cannot be forgotten elsewhere.
+//!
+//! Parsing a request goes in two steps, so every failure says what is wrong: the envelope first
+//! (malformed JSON, a missing `method`), then the params for that method, with the path of the
+//! offending field (`ports.db`). Missing or `null` params mean `{}`.
+//!
+//! Documented additions to the contract: `services.logs` takes `tail` as optional (default chosen
+//! by the server); `installer.start` takes an optional `path`; `logs.query`/`logs.export` filters
+//! also accept `since`, `until` and `contains`.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::ApiError;
+use crate::model::{LogLevel, ProxyRule, SecretScope};
+
+/// An API method: its wire name, params and result types.
+pub trait Method {
+    /// The wire name (`services.list`).
+    const NAME: &'static str;
+    /// What `params` holds.
+    type Params: Serialize + DeserializeOwned + JsonSchema;
+    /// What `result` holds.
+    type Output: Serialize + DeserializeOwned + JsonSchema;
+}
+
+/// Calls `$callback!` with the table of every API method:
+/// `(Variant, "wire.name", ParamsType, ResultType, "doc")`, comma-separated.
+#[macro_export]
+macro_rules! for_each_method {
+    ($callback:ident) => {
+        $callback! {
+            (RuntimeGetManifest, "runtime.getManifest", $crate::api::Empty, $crate::model::RuntimeManifest, "The installed manifest."),
+            (RuntimeEnsureService, "runtime.ensureService", $crate::api::EnsureServiceParams, $crate::model::ServiceBinary, "The host's payload of a service version, re-verified on disk."),
+            (ServicesList, "services.list", $crate::api::Empty, ::std::vec::Vec<$crate::model::ServiceState>, "Every service's state."),
+            (ServicesStart, "services.start", $crate::api::IdParams, $crate::model::ServiceState, "Starts a service; answers at once with `starting`."),
+            (ServicesStop, "services.stop", $crate::api::IdParams, $crate::model::ServiceState, "Stops a service."),
+            (ServicesRestart, "services.restart", $crate::api::IdParams, $crate::model::ServiceState, "Restarts a service."),
+            (ServicesLogs, "services.logs", $crate::api::LogsParams, ::std::vec::Vec<$crate::model::LogEntry>, "The last lines of a service's log."),
+            (ServicesHealth, "services.health", $crate::api::IdParams, $crate::model::HealthCheck, "A service's configured health check."),
+            (ConfigGetApp, "config.getApp", $crate::api::Empty, $crate::model::AppConfig, "The app settings."),
+            (ConfigSetApp, "config.setApp", $crate::model::AppConfig, $crate::api::Ack, "Replaces the app settings."),
+            (ConfigGetService, "config.getService", $crate::api::IdParams, $crate::model::ServiceConfig, "A service's settings."),
+            (ConfigSetService, "config.setService", $crate::model::ServiceConfig, $crate::api::Ack, "Replaces a service's settings (its `id` names it)."),
+            (ConfigGetProject, "config.getProject", $crate::api::IdParams, $crate::model::ProjectConfig, "A project."),
+            (ConfigSetProject, "config.setProject", $crate::model::ProjectConfig, $crate::api::Ack, "Creates or replaces a project (its `id` names it)."),
+            (ConfigListProjects, "config.listProjects", $crate::api::Empty, ::std::vec::Vec<$crate::model::ProjectConfig>, "Every project."),
+            (SecretsGet, "secrets.get", $crate::model::SecretRef, ::std::string::String, "A secret's value."),
+            (SecretsSet, "secrets.set", $crate::api::SecretSetParams, $crate::api::Ack, "Stores a secret."),
+            (DomainsList, "domains.list", $crate::api::Empty, ::std::vec::Vec<$crate::model::DomainMapping>, "Every domain mapping."),
+            (DomainsUpsert, "domains.upsert", $crate::model::DomainMapping, $crate::api::Ack, "Adds or replaces a domain mapping."),
+            (DomainsRemove, "domains.remove", $crate::api::DomainParams, $crate::api::Ack, "Removes a domain mapping."),
+            (ProxyRules, "proxy.rules", $crate::api::Empty, ::std::vec::Vec<$crate::model::ProxyRule>, "The reverse proxy's rules."),
+            (ProxyApply, "proxy.apply", $crate::api::ProxyApplyParams, $crate::api::Ack, "Replaces the reverse proxy's rules."),
+            (CertsGenerate, "certs.generate", $crate::api::DomainParams, $crate::model::CertMeta, "Issues a local certificate for a domain."),
+            (CertsTrust, "certs.trust", $crate::api::DomainParams, $crate::api::Ack, "Trusts the local CA for a domain's certificate."),
+            (InstallerStatus, "installer.status", $crate::api::Empty, $crate::api::Progress, "The installer's phase and progress."),
+            (InstallerStart, "installer.start", $crate::api::InstallerStartParams, $crate::api::Ack, "Installs a bundle."),
+            (UpdaterCheck, "updater.check", $crate::api::Empty, $crate::api::UpdateCheck, "Looks for an update on the configured channel."),
+            (UpdaterApply, "updater.apply", $crate::api::VersionParams, $crate::api::Ack, "Applies an update; answers when it is done."),
+            (LogsQuery, "logs.query", $crate::api::LogFilter, ::std::vec::Vec<$crate::model::LogEntry>, "Log entries matching a filter."),
+            (LogsExport, "logs.export", $crate::api::LogFilter, ::std::string::String, "Writes matching entries to a file; answers its home-relative path."),
+            (DiagnosticsCreate, "diagnostics.create", $crate::api::Empty, $crate::model::DiagnosticsBundle, "Builds a diagnostics archive."),
+            (MetricsSnapshot, "metrics.snapshot", $crate::api::Empty, $crate::model::MetricsSnapshot, "Current resource use."),
+        }
+    };
+}
+
+macro_rules! define_api {
+    ($( ($variant:ident, $name:literal, $params:ty, $output:ty, $doc:literal) ),* $(,)?) => {
+        /// Marker types, one per method, implementing [`Method`].
+        pub mod methods {
+            $(
+                #[doc = concat!("`", $name, "`: ", $doc)]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+                pub struct $variant;
+
+                impl super::Method for $variant {
+                    const NAME: &'static str = $name;
+                    type Params = $params;
+                    type Output = $output;
+                }
+            )*
+        }
+
+        /// Every method's wire name, in the contract's order.
+        pub const METHODS: &[&str] = &[$($name),*];
+
+        /// A request: `{"method": "...", "params": {...}}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+        #[serde(tag = "method", content = "params")]
+        pub enum Request {
+            $(
+                #[doc = concat!("`", $name, "`: ", $doc)]
+                #[serde(rename = $name)]
+                $variant($params),
+            )*
+        }
+
+        impl Request {
+            /// The method's wire name.
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $(Request::$variant(_) => $name,)*
+                }
+            }
+
+            /// Builds a request from a method name and its params (`null` means `{}`).
+            pub fn from_parts(
+                method: &str,
+                params: serde_json::Value,
+            ) -> Result<Request, RequestError> {
+                let params = match params {
+                    serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+                    other => other,
+                };
+                match method {
+                    $($name => parse_params::<$params>($name, params).map(Request::$variant),)*
+                    _ => Err(RequestError::UnknownMethod { method: method.to_owned() }),
+                }
+            }
+        }
+    };
+}
+
+for_each_method!(define_api);
+
+impl Request {
+    /// Parses a request body, naming what is wrong when it cannot.
+    pub fn from_slice(body: &[u8]) -> Result<Request, RequestError> {
+        let raw: RawRequest =
+            serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        Request::from_parts(&raw.method, raw.params)
+    }
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawRequest::deserialize(deserializer)?;
+        Request::from_parts(&raw.method, raw.params).map_err(D::Error::custom)
+    }
+}
+
+/// The request envelope before its params are typed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    method: String,
+    #[serde(default)]
+    params: serde_json::Value,
+}
+
+fn parse_params<T: DeserializeOwned>(
+    method: &'static str,
+    params: serde_json::Value,
+) -> Result<T, RequestError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        RequestError::InvalidParams {
+            method,
+            field: if path == "." { None } else { Some(path) },
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Why a request could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not a JSON object with a string `method`.
+    #[error("malformed request: {0} (expected {{\"method\": \"...\", \"params\": {{...}}}})")]
+    Malformed(String),
+    /// No method of that name.
+    #[error("unknown method `{method}`{}", suggest(method))]
+    UnknownMethod {
+        /// The name that was sent.
+        method: String,
+    },
+    /// The params do not fit the method.
+    #[error("invalid params for {method}: {}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    InvalidParams {
+        /// The method.
+        method: &'static str,
+        /// The offending field's path (`ports.db`), when one is to blame.
+        field: Option<String>,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// " (did you mean `x`?)" when a known method is close to `method`.
+fn suggest(method: &str) -> String {
+    METHODS
+        .iter()
+        .map(|known| (edit_distance(method, known), known))
+        .min()
+        .filter(|(distance, _)| *distance <= 3)
+        .map(|(_, known)| format!(" (did you mean `{known}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// A response: `{"result": ...}` or `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Response<T> {
+    /// Success.
+    Result(T),
+    /// Failure.
+    Error(ApiError),
+}
+
+impl<T> Response<T> {
+    /// Converts to a `Result`.
+    pub fn into_result(self) -> Result<T, ApiError> {
+        match self {
+            Response::Result(value) => Ok(value),
+            Response::Error(error) => Err(error),
+        }
+    }
+}
+
+impl<T> From<Result<T, ApiError>> for Response<T> {
+    fn from(result: Result<T, ApiError>) -> Self {
+        match result {
+            Ok(value) => Response::Result(value),
+            Err(error) => Response::Error(error),
+        }
+    }
+}
+
+/// No params: `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// The result of a method the contract declares `void`: the string `"ok"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Ack {
+    /// Done.
+    #[default]
+    #[serde(rename = "ok")]
+    Ok,
+}
+
+/// Params naming an object by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdParams {
+    /// The id.
+    pub id: String,
+}
+
+/// Params of `runtime.ensureService`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnsureServiceParams {
+    /// Service name.
+    pub name: String,
+    /// Service version.
+    pub version: String,
+}
+
+/// Params of `services.logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    /// Service id.
+    pub id: String,
+    /// How many of the newest lines (optional: an addition; the server picks a default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u32>,
+}
+
+/// Params of `secrets.set`. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSetParams {
+    /// The secret's key.
+    pub key: String,
+    /// Its scope.
+    pub scope: SecretScope,
+    /// Its value.
+    pub value: String,
+}
+
+impl fmt::Debug for SecretSetParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSetParams")
+            .field("key", &self.key)
+            .field("scope", &self.scope)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Params naming a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainParams {
+    /// The domain (`my-app.test`).
+    pub domain: String,
+}
+
+/// Params of `proxy.apply`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyApplyParams {
+    /// The complete new rule set.
+    pub rules: Vec<ProxyRule>,
+}
+
+/// Params of `installer.start`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstallerStartParams {
+    /// The bundle to install (an addition); by default the settings' `installSource`, else the
+    /// newest `*.kbx` beside the executable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Params naming a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionParams {
+    /// The version (`1.1.0`).
+    pub version: String,
+}
+
+/// A log filter, for `logs.query` and `logs.export`. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    /// Only this service's entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Only entries at this level or above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LogLevel>,
+    /// At most this many of the newest entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Addition: only entries at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Addition: only entries before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Addition: only entries whose message contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+}
+
+/// A phase and a 0–100 progress: `installer.status` and the `update:progress` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// The phase (`idle`, `verify`, `extract`, `finalize`, `done`, ...).
+    pub phase: String,
+    /// Percent done, 0 to 100.
+    pub progress: u8,
+}
+
+/// The result of `updater.check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateCheck {
+    /// Whether a newer version is on the channel.
+    pub available: bool,
+    /// The channel's version (the installed one when nothing newer is available).
+    pub version: String,
+}

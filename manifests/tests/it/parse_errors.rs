@@ -1,0 +1,137 @@
+//! Bad input fails with an error that names what is wrong.
+
+use kojibox_manifests::api::{Request, RequestError};
+use kojibox_manifests::model::{RuntimeManifest, ServiceState};
+use kojibox_manifests::{DecodeError, from_json_slice};
+
+#[test]
+fn unknown_method_is_named_with_a_suggestion() {
+    let err = Request::from_slice(br#"{"method": "services.lsit", "params": {}}"#).unwrap_err();
+    assert_eq!(
+        err,
+        RequestError::UnknownMethod {
+            method: "services.lsit".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "unknown method `services.lsit` (did you mean `services.list`?)"
+    );
+    let err = Request::from_slice(br#"{"method": "zzz", "params": {}}"#).unwrap_err();
+    assert_eq!(err.to_string(), "unknown method `zzz`");
+}
+
+#[test]
+fn missing_required_param_is_named() {
+    let err = Request::from_slice(br#"{"method": "services.start", "params": {}}"#).unwrap_err();
+    let RequestError::InvalidParams {
+        method, message, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*method, "services.start");
+    assert!(message.contains("missing field `id`"), "{message}");
+    let err =
+        Request::from_slice(br#"{"method": "runtime.ensureService", "params": {"name": "php"}}"#)
+            .unwrap_err();
+    assert!(err.to_string().contains("missing field `version`"), "{err}");
+}
+
+#[test]
+fn wrong_enum_string_names_the_field() {
+    let err = Request::from_slice(
+        br#"{"method": "secrets.get", "params": {"key": "k", "scope": "global"}}"#,
+    )
+    .unwrap_err();
+    let RequestError::InvalidParams { field, message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(field.as_deref(), Some("scope"));
+    assert!(message.contains("unknown variant `global`"), "{message}");
+    assert!(err.to_string().contains("field `scope`"), "{err}");
+
+    let err = Request::from_slice(
+        br#"{"method": "proxy.apply", "params": {"rules": [{"host": "a.test", "path": "/", "target": "http://127.0.0.1:1", "tls": "yes"}]}}"#,
+    )
+    .unwrap_err();
+    let RequestError::InvalidParams { field, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(field.as_deref(), Some("rules[0].tls"));
+}
+
+#[test]
+fn models_name_the_bad_field() {
+    let err: DecodeError = from_json_slice::<ServiceState>(
+        br#"{"id": "pg", "state": "paused", "pid": null, "lastError": null, "lastUpdated": "x"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "state");
+    assert!(err.message.contains("unknown variant `paused`"), "{err}");
+
+    let manifest = br#"{"version": "1", "services": [{"name": "pg", "version": "1", "os": "linux",
+        "arch": "x64", "checksum": "sha256:0", "size": 1, "binPath": "x",
+        "defaultPorts": [{"name": "db", "port": 5432, "protocol": "sctp"}], "env": {}, "args": []}],
+        "bundle": {"createdAt": "t", "source": "s", "signature": "sig"}}"#;
+    let err = from_json_slice::<RuntimeManifest>(manifest).unwrap_err();
+    assert_eq!(err.path, "services[0].defaultPorts[0].protocol");
+    assert!(
+        err.to_string().starts_with(
+            "field `services[0].defaultPorts[0].protocol`: unknown variant `sctp`, expected `tcp` or `udp` at line 3"
+        ),
+        "{err}"
+    );
+
+    let err = from_json_slice::<ServiceState>(br#"{"id": "pg", "state": "running"}"#).unwrap_err();
+    assert!(err.message.contains("missing field `lastUpdated`"), "{err}");
+}
+
+#[test]
+fn malformed_envelopes_say_what_is_expected() {
+    for body in [
+        &b"not json"[..],
+        br#"{"params": {}}"#,
+        br#"[1, 2]"#,
+        br#"{"method": 3}"#,
+    ] {
+        let err = Request::from_slice(body).unwrap_err();
+        assert!(matches!(err, RequestError::Malformed(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains(r#"expected {"method": "...", "params": {...}}"#),
+            "{err}"
+        );
+    }
+    let err = Request::from_slice(br#"{"method": "services.list", "parms": {}}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field `parms`"), "{err}");
+}
+
+#[test]
+fn missing_or_null_params_mean_empty() {
+    for body in [
+        &br#"{"method": "services.list"}"#[..],
+        br#"{"method": "services.list", "params": null}"#,
+    ] {
+        let request = Request::from_slice(body).unwrap();
+        assert_eq!(request.method(), "services.list");
+    }
+    // ...but not for a method that needs params.
+    assert!(Request::from_slice(br#"{"method": "services.stop"}"#).is_err());
+}
+
+#[test]
+fn unknown_params_are_refused_and_secret_values_are_redacted() {
+    let err =
+        Request::from_slice(br#"{"method": "services.logs", "params": {"id": "pg", "tial": 5}}"#)
+            .unwrap_err();
+    assert!(err.to_string().contains("unknown field `tial`"), "{err}");
+
+    let request = Request::from_slice(
+        br#"{"method": "secrets.set", "params": {"key": "k", "scope": "app", "value": "hunter2-canary"}}"#,
+    )
+    .unwrap();
+    let debug = format!("{request:?}");
+    assert!(!debug.contains("hunter2-canary"), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+}
