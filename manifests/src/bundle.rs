@@ -9,6 +9,12 @@
 //! sha256 (or link target). Tar header fields (mode, mtime, owner) are ignored on install: the
 //! signed index is authoritative.
 //!
+//! The archive is written as two zstd frames. The first holds just the index and signature members,
+//! in a canonical form (raw zstd blocks, no checksum) that readers check byte for byte; the
+//! second holds the payload members and the tar end marker, and the index records its sha256 and
+//! size. So no byte of a bundle can change, not even one that zstd would ignore, without failing
+//! verification.
+//!
 //! In the index, the manifest's `bundle.signature` is the empty string (a signature cannot sign
 //! itself); the installed `runtime/manifest.json` carries the signature from `index.sig`.
 
@@ -41,6 +47,18 @@ pub struct BundleIndex {
     pub provenance: Vec<Provenance>,
     /// Every payload entry, sorted by path, in the order they appear in the archive.
     pub files: Vec<IndexEntry>,
+    /// The compressed payload frame that follows the index frame.
+    pub payload_frame: FrameDigest,
+}
+
+/// Digest of a zstd frame's compressed bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrameDigest {
+    /// Lowercase hex sha256 of the compressed bytes.
+    pub sha256: String,
+    /// Compressed bytes.
+    pub bytes: u64,
 }
 
 /// One payload entry.
