@@ -1,0 +1,529 @@
+//! Reading a bundle strictly: verify the signed index first, then check every member as it
+//! streams by.
+//!
+//! [`read_verified`] hands the consumer each payload member only after the index it belongs to
+//! has been verified, and only members the index names, in its order, with their declared kind
+//! and size. A file's bytes are hashed while the consumer reads them; the consumer must treat what
+//! it wrote as untrusted until `read_verified` returns `Ok` (the installer writes into a staging
+//! folder it throws away on error). Refused: an unsigned or badly signed bundle, an index that is
+//! inconsistent or names unsafe paths, members that are not files or in-payload symlinks
+//! (hardlinks, devices, FIFOs, folders), duplicates, members not in the index, size or content
+//! mismatches, missing members, a truncated stream, trailing data, and zstd windows over a limit.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use kojibox_manifests::bundle::{
+    BundleIndex, EntryKind, FORMAT, INDEX_PATH, IndexEntry, SIGNATURE_PATH,
+};
+use kojibox_signing::{PublicKey, Signature, TrustStore};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::digest::{payload_digest, payload_entries};
+use crate::paths::{check_relative, payload_root, resolve_link};
+
+/// Resource limits for reading untrusted bundles.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted index member, in bytes.
+    pub max_index_bytes: u64,
+    /// Largest zstd window, as a power of two (27 = 128 MiB).
+    pub window_log_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_index_bytes: 64 << 20,
+            window_log_max: 27,
+        }
+    }
+}
+
+/// Who may sign.
+#[derive(Clone, Copy)]
+pub enum Trust<'a> {
+    /// Exactly this key.
+    Key(&'a PublicKey),
+    /// Any key pinned in this store.
+    Store(&'a TrustStore),
+}
+
+impl Trust<'_> {
+    fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), kojibox_signing::Error> {
+        match self {
+            Trust::Key(key) => key.verify(message, signature),
+            Trust::Store(store) => store.verify(message, signature),
+        }
+    }
+}
+
+/// A verified index.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The index (its manifest has an empty `bundle.signature`).
+    pub index: BundleIndex,
+    /// The signature string from `kojibox/index.sig`.
+    pub signature: String,
+}
+
+impl Signed {
+    /// The manifest as installed: with the signature filled in.
+    pub fn installed_manifest(&self) -> kojibox_manifests::model::RuntimeManifest {
+        let mut manifest = self.index.manifest.clone();
+        manifest.bundle.signature = self.signature.clone();
+        manifest
+    }
+}
+
+/// Reads the index and signature without verifying them (for `inspect`). Reads only the index
+/// frame.
+pub fn read_index_unverified(
+    mut reader: impl Read,
+    limits: &Limits,
+) -> Result<(BundleIndex, String), Error> {
+    let header = read_header_frame(&mut reader, limits)?;
+    Ok((parse_index(&header.index)?, header.signature))
+}
+
+/// Reads and verifies a whole bundle, calling `on_index` once the index is verified (it may
+/// refuse, e.g. an older version) and `on_member` for each payload member with a reader of its
+/// bytes (`None` for a symlink). Returns the verified index when every member checked out.
+pub fn read_verified(
+    mut reader: impl Read,
+    trust: Trust<'_>,
+    limits: &Limits,
+    on_index: impl FnOnce(&Signed) -> Result<(), Error>,
+    mut on_member: impl FnMut(&IndexEntry, Option<&mut dyn Read>) -> io::Result<()>,
+) -> Result<Signed, Error> {
+    let header = read_header_frame(&mut reader, limits)?;
+    let signature: Signature = header.signature.trim().parse()?;
+    trust.verify(&header.index, &signature)?;
+    let index = parse_index(&header.index)?;
+    validate_index(&index)?;
+    let signed = Signed {
+        index,
+        signature: header.signature.trim().to_owned(),
+    };
+    on_index(&signed)?;
+
+    // The payload frame: everything after the index frame, hashed as it is read.
+    let hashed = Hashing {
+        inner: reader,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let mut decoder = zstd::stream::read::Decoder::new(hashed).map_err(corrupt)?;
+    decoder
+        .window_log_max(limits.window_log_max)
+        .map_err(corrupt)?;
+    let mut archive = tar::Archive::new(decoder);
+    {
+        let positions: HashMap<&str, usize> = signed
+            .index
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.as_str(), i))
+            .collect();
+        let mut seen = vec![false; signed.index.files.len()];
+        for member in archive.entries().map_err(corrupt)? {
+            let mut member = member.map_err(stream_error)?;
+            let path = String::from_utf8(member.path_bytes().into_owned())
+                .map_err(|_| Error::member("<non-UTF-8 path>", "path is not UTF-8"))?;
+            let Some(&position) = positions.get(path.as_str()) else {
+                let why = check_relative(&path)
+                    .err()
+                    .map_or("not in the signed index".to_owned(), |w| {
+                        format!("{w}; not in the signed index")
+                    });
+                return Err(Error::member(path, why));
+            };
+            if std::mem::replace(&mut seen[position], true) {
+                return Err(Error::member(path, "duplicate entry"));
+            }
+            check_member(&mut member, &signed.index.files[position], &mut on_member)?;
+        }
+        if let Some(position) = seen.iter().position(|s| !s) {
+            return Err(Error::Missing {
+                count: seen.iter().filter(|s| !**s).count(),
+                first: signed.index.files[position].path.clone(),
+            });
+        }
+    }
+    // Read to the very end: the zstd frame must end cleanly, and the compressed bytes must be
+    // exactly the signed payload frame (this also catches anything appended).
+    let mut decoder = archive.into_inner();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = decoder.read(&mut buf).map_err(stream_error)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(Error::Corrupt("data after the end of the archive".into()));
+        }
+    }
+    let mut hashed = decoder.finish().into_inner();
+    io::copy(&mut hashed, &mut io::sink()).map_err(stream_error)?;
+    let expected = &signed.index.payload_frame;
+    if hashed.count != expected.bytes || hex::encode(hashed.hasher.finalize()) != expected.sha256 {
+        return Err(Error::Corrupt(format!(
+            "the payload frame is not the signed one ({} bytes read, {} signed, or its sha256 differs)",
+            hashed.count, expected.bytes
+        )));
+    }
+    Ok(signed)
+}
+
+/// The index and signature members of the index frame.
+struct HeaderFrame {
+    index: Vec<u8>,
+    signature: String,
+}
+
+/// Reads the index frame straight from the file and checks it is exactly the canonical
+/// encoding of its two members ([`crate::write::header_frame`]).
+fn read_header_frame(reader: &mut impl Read, limits: &Limits) -> Result<HeaderFrame, Error> {
+    use crate::write::{MAX_BLOCK, RAW_FRAME_DESCRIPTOR, ZSTD_MAGIC, raw_member};
+    let mut start = [0u8; 13];
+    read_exact(reader, &mut start, "the index frame")?;
+    if start[..4] != ZSTD_MAGIC.to_le_bytes() {
+        return Err(Error::Corrupt(
+            "not a kojibox bundle (no zstd frame at the start)".into(),
+        ));
+    }
+    if start[4] != RAW_FRAME_DESCRIPTOR {
+        return Err(Error::Unsigned);
+    }
+    let mut size_bytes = [0u8; 8];
+    size_bytes.copy_from_slice(&start[5..13]);
+    let size = u64::from_le_bytes(size_bytes);
+    if size > limits.max_index_bytes + 8192 {
+        return Err(Error::Corrupt(format!(
+            "index frame of {size} bytes is over the limit"
+        )));
+    }
+    let mut content = Vec::with_capacity(size as usize);
+    while (content.len() as u64) < size {
+        let mut header = [0u8; 3];
+        read_exact(reader, &mut header, "the index frame")?;
+        let header = u32::from_le_bytes([header[0], header[1], header[2], 0]);
+        let len = (header >> 3) as usize;
+        let remaining = size as usize - content.len();
+        let last = header & 1 == 1;
+        let canonical =
+            header & 0b110 == 0 && len == remaining.min(MAX_BLOCK) && last == (len == remaining);
+        if !canonical {
+            return Err(Error::Corrupt(
+                "the index frame is not in canonical form".into(),
+            ));
+        }
+        let at = content.len();
+        content.resize(at + len, 0);
+        read_exact(reader, &mut content[at..], "the index frame")?;
+    }
+    // Parse the two members, then insist the content is exactly their canonical encoding.
+    let member = |at: usize, name: &str| -> Result<(Vec<u8>, u64, usize), Error> {
+        let header = content.get(at..at + 512).ok_or(Error::Unsigned)?;
+        let header = tar::Header::from_byte_slice(header);
+        if header.path_bytes().as_ref() != name.as_bytes() {
+            return Err(Error::Unsigned);
+        }
+        let len = header.size().map_err(corrupt)? as usize;
+        let mtime = header.mtime().map_err(corrupt)?;
+        let end = at
+            .checked_add(512)
+            .and_then(|s| s.checked_add(len))
+            .ok_or(Error::Unsigned)?;
+        let data = content.get(at + 512..end).ok_or(Error::Unsigned)?.to_vec();
+        Ok((data, mtime, at + 512 + len.div_ceil(512) * 512))
+    };
+    let (index, mtime, next) = member(0, INDEX_PATH)?;
+    let (signature, _, _) = member(next, SIGNATURE_PATH)?;
+    if index.len() as u64 > limits.max_index_bytes || signature.len() > 4096 {
+        return Err(Error::Corrupt(
+            "index or signature over the size limit".into(),
+        ));
+    }
+    let mut expected = raw_member(INDEX_PATH, &index, mtime);
+    expected.extend(raw_member(SIGNATURE_PATH, &signature, mtime));
+    if expected != content {
+        return Err(Error::Corrupt(
+            "the index frame is not in canonical form".into(),
+        ));
+    }
+    let signature =
+        String::from_utf8(signature).map_err(|_| Error::member(SIGNATURE_PATH, "is not UTF-8"))?;
+    Ok(HeaderFrame { index, signature })
+}
+
+fn read_exact(reader: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), Error> {
+    reader.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::Truncated(format!("{what} is cut short")),
+        _ => Error::Corrupt(format!("could not read {what}: {e}")),
+    })
+}
+
+fn parse_index(bytes: &[u8]) -> Result<BundleIndex, Error> {
+    kojibox_manifests::from_json_slice(bytes).map_err(|e| Error::InvalidIndex(e.to_string()))
+}
+
+/// Checks the index is self-consistent and names only safe paths inside declared payloads.
+pub fn validate_index(index: &BundleIndex) -> Result<(), Error> {
+    let invalid = |msg: String| Err(Error::InvalidIndex(msg));
+    if index.format != FORMAT {
+        return invalid(format!(
+            "format {} is not supported (this build reads format {FORMAT}); use a newer kojibox",
+            index.format
+        ));
+    }
+    if !index.manifest.bundle.signature.is_empty() {
+        return invalid("the signed manifest must have an empty signature".into());
+    }
+    let roots: Vec<String> = index
+        .manifest
+        .services
+        .iter()
+        .map(|s| payload_root(&s.name, &s.version, &s.os, &s.arch))
+        .collect();
+    for (i, root) in roots.iter().enumerate() {
+        check_relative(root).map_err(|why| {
+            Error::InvalidIndex(format!(
+                "service {}: {why}",
+                index.manifest.services[i].name
+            ))
+        })?;
+        if roots[..i].contains(root) {
+            return invalid(format!("payload {root} is listed twice"));
+        }
+    }
+    let mut previous: Option<&str> = None;
+    for entry in &index.files {
+        if let Some(prev) = previous
+            && prev.as_bytes() >= entry.path.as_bytes()
+        {
+            return invalid(format!(
+                "entries are not sorted or not unique at {}",
+                entry.path
+            ));
+        }
+        previous = Some(&entry.path);
+        check_relative(&entry.path)
+            .map_err(|why| Error::InvalidIndex(format!("{}: {why}", entry.path)))?;
+        let Some(root) = roots.iter().find(|r| {
+            entry.path.len() > r.len() + 1
+                && entry.path.starts_with(r.as_str())
+                && entry.path.as_bytes()[r.len()] == b'/'
+        }) else {
+            return invalid(format!("{} is outside every payload", entry.path));
+        };
+        match entry.kind {
+            EntryKind::File => {
+                let hex_ok = entry
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+                if !hex_ok || entry.target.is_some() {
+                    return invalid(format!(
+                        "{}: a file needs a sha256 and no target",
+                        entry.path
+                    ));
+                }
+                if entry.mode & !0o777 != 0 {
+                    return invalid(format!(
+                        "{}: mode {:o} has special bits",
+                        entry.path, entry.mode
+                    ));
+                }
+            }
+            EntryKind::Symlink => {
+                let rel = &entry.path[root.len() + 1..];
+                let inside = entry
+                    .target
+                    .as_deref()
+                    .and_then(|t| resolve_link(rel, t))
+                    .is_some();
+                if !inside || entry.sha256.is_some() || entry.size != 0 {
+                    return invalid(format!(
+                        "{}: symlink target {:?} leaves its payload",
+                        entry.path,
+                        entry.target.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+        }
+    }
+    // A link may not lead through another link: resolved as text each target stays inside, but
+    // `..` after a linked folder is resolved on disk from wherever that link points, which could
+    // be outside (`a/b/l -> ../../c`, then `x -> a/b/l/../..`).
+    let links: std::collections::HashSet<&str> = index
+        .files
+        .iter()
+        .filter(|e| e.kind == EntryKind::Symlink)
+        .map(|e| e.path.as_str())
+        .collect();
+    for entry in index.files.iter().filter(|e| e.kind == EntryKind::Symlink) {
+        let dir = entry.path.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut walked = dir.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>();
+        let components: Vec<&str> = entry.target.as_deref().unwrap_or("").split('/').collect();
+        for (i, component) in components.iter().enumerate() {
+            match *component {
+                "" | "." => {}
+                ".." => {
+                    walked.pop();
+                }
+                name => walked.push(name),
+            }
+            let is_last = i + 1 == components.len();
+            if !is_last && links.contains(walked.join("/").as_str()) {
+                return invalid(format!(
+                    "{}: symlink target {:?} passes through another symlink",
+                    entry.path,
+                    entry.target.as_deref().unwrap_or("")
+                ));
+            }
+        }
+    }
+    for (service, root) in index.manifest.services.iter().zip(&roots) {
+        let what = format!(
+            "{} {} {}-{}",
+            service.name, service.version, service.os, service.arch
+        );
+        if !index.files.iter().any(|e| e.path == service.bin_path)
+            || !service.bin_path.starts_with(root.as_str())
+        {
+            return invalid(format!(
+                "{what}: binPath {} is not in its payload",
+                service.bin_path
+            ));
+        }
+        let (checksum, size) = payload_digest(&payload_entries(root, &index.files));
+        if checksum != service.checksum || size != service.size {
+            return invalid(format!(
+                "{what}: checksum/size do not match the payload's entries"
+            ));
+        }
+        if !index.templates.contains_key(&service.name) {
+            return invalid(format!("{what}: no service template"));
+        }
+    }
+    Ok(())
+}
+
+fn check_member<R: Read>(
+    member: &mut tar::Entry<'_, R>,
+    expected: &IndexEntry,
+    on_member: &mut impl FnMut(&IndexEntry, Option<&mut dyn Read>) -> io::Result<()>,
+) -> Result<(), Error> {
+    let path = expected.path.as_str();
+    let entry_type = member.header().entry_type();
+    let kind = match entry_type {
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Link => return Err(Error::member(path, "hardlinks are not allowed")),
+        tar::EntryType::Char | tar::EntryType::Block => {
+            return Err(Error::member(path, "device files are not allowed"));
+        }
+        tar::EntryType::Fifo => return Err(Error::member(path, "FIFOs are not allowed")),
+        tar::EntryType::Directory => {
+            return Err(Error::member(path, "folder entries are not allowed"));
+        }
+        other => {
+            return Err(Error::member(
+                path,
+                format!("entry type {other:?} is not allowed"),
+            ));
+        }
+    };
+    if kind != expected.kind {
+        return Err(Error::member(
+            path,
+            format!("is a {kind:?}, the index says {:?}", expected.kind).to_lowercase(),
+        ));
+    }
+    let size = member.header().size().map_err(corrupt)?;
+    if size != expected.size {
+        return Err(Error::member(
+            path,
+            format!("size {size} differs from the signed size {}", expected.size),
+        ));
+    }
+    match kind {
+        EntryKind::Symlink => {
+            let target = member
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            if Some(target.as_slice()) != expected.target.as_deref().map(str::as_bytes) {
+                return Err(Error::member(
+                    path,
+                    "symlink target differs from the signed one",
+                ));
+            }
+            on_member(expected, None)
+                .map_err(|e| Error::member(path, format!("could not write: {e}")))?;
+        }
+        EntryKind::File => {
+            let mut reader = Hashing {
+                inner: &mut *member,
+                hasher: Sha256::new(),
+                count: 0,
+            };
+            on_member(expected, Some(&mut reader)).map_err(|e| consumer_error(path, e))?;
+            io::copy(&mut reader, &mut io::sink()).map_err(stream_error)?;
+            if reader.count != size {
+                return Err(Error::Truncated(format!("{path} is cut short")));
+            }
+            let actual = hex::encode(reader.hasher.finalize());
+            if Some(actual.as_str()) != expected.sha256.as_deref() {
+                return Err(Error::member(
+                    path,
+                    format!(
+                        "content differs from the signed sha256 (expected {}, got {actual})",
+                        expected.sha256.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn corrupt(e: io::Error) -> Error {
+    Error::Corrupt(e.to_string())
+}
+
+/// Stream errors: an early end is a truncation, anything else corruption.
+fn stream_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("incomplete") {
+        Error::Truncated(e.to_string())
+    } else {
+        Error::Corrupt(e.to_string())
+    }
+}
+
+/// A consumer failure while reading a member: the stream's own errors keep their meaning.
+fn consumer_error(path: &str, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => Error::Truncated(format!("{path}: {e}")),
+        io::ErrorKind::InvalidData | io::ErrorKind::Other => Error::Corrupt(format!("{path}: {e}")),
+        _ => Error::member(path, format!("could not write: {e}")),
+    }
+}
