@@ -1,0 +1,202 @@
+//! The fetch layer: turns a recipe [`Source`] into a folder whose contents are the payload.
+//!
+//! # Theory of operation
+//!
+//! [`resolve`] dispatches on the source kind:
+//!
+//! - **url**: the file is downloaded into `tmp/` while it is hashed (sha256, required by the
+//!   recipe), with timeouts, retries with exponential backoff and `Range` resumption (see
+//!   `http.rs`). Only a file whose digest matches is renamed into `blobs/`.
+//! - **npm**: `npm view` tells which integrity (`sha512-…`) the registry publishes, `npm pack`
+//!   downloads the tarball; its sha512 must match before it is stored as a blob and a small
+//!   record (`npm/<package>@<version>.json`) remembers which blob it is (see `npm.rs`).
+//! - **path**: a folder is used in place (never copied, never modified); a file is verified
+//!   against its optional sha256 and then treated like a downloaded file.
+//!
+//! A verified file then becomes a payload folder under `unpacked/`: archives are unpacked with
+//! `strip` applied and strict entry checks (see `archive.rs`); any other file is copied alone
+//! into a folder, under its own name. The file is verified on the handle that is then read to
+//! unpack it, so nothing is used that was not hashed first.
+//!
+//! # Cache layout (under [`FetchContext::cache_dir`])
+//!
+//! ```text
+//! blobs/sha256/<hex>              verified downloads and npm tarballs, named by their sha256
+//! npm/<package>@<version>.json    {"integrity": "sha512-…", "sha256": "<hex>"}; `/` in a
+//!                                 scoped name is written `+`
+//! npm-cache/                      npm's own cache, private to us (so runs are reproducible)
+//! unpacked/<hex>-strip<N>/        an archive unpacked with `strip = N`
+//! unpacked/<hex>-file<mode>-<name>/  a single-file payload
+//! tmp/                            `*.partial` downloads and unpack folders in progress
+//! ```
+//!
+//! Every entry outside `tmp/` appears by an atomic rename of complete, verified content, so
+//! concurrent resolves (one thread per target) never see half-written files: two threads
+//! fetching the same artifact both download, and whichever renames second simply finds the
+//! result already there. Anything a crash left in `tmp/` can be deleted while no build runs.
+//!
+//! Trust: a blob is re-hashed whenever it is read (a corrupt one is deleted and fetched again);
+//! an unpacked folder is trusted as it stands, like any build output, since only verified bytes
+//! ever produce one. Deleting the whole cache is always safe.
+//!
+//! **Offline guarantee**: a url source whose blob or unpacked folder is cached, and an npm
+//! source whose record and blob (or unpacked folder) are cached, are resolved without any
+//! network access (`from_cache`); `path` sources never use the network. So once every artifact
+//! of a recipe is in the cache, a build needs no network.
+
+mod archive;
+mod cache;
+mod error;
+mod http;
+mod npm;
+mod path;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use kojibox_manifests::recipe::{Source, SourceKind};
+
+pub use error::FetchError;
+
+use cache::Cache;
+
+/// Where and how sources are fetched.
+#[derive(Debug, Clone)]
+pub struct FetchContext {
+    /// Content-addressed cache root (created if missing).
+    pub cache_dir: PathBuf,
+    /// Base folder for relative `path` sources (the recipe's folder).
+    pub recipe_dir: PathBuf,
+    /// Timeouts, retries and size cap of downloads.
+    pub http: HttpOptions,
+    /// When set, passed to npm as `--registry` (tests use a loopback registry).
+    pub npm_registry: Option<String>,
+}
+
+impl FetchContext {
+    /// A context with default HTTP options and npm's configured registry.
+    pub fn new(cache_dir: impl Into<PathBuf>, recipe_dir: impl Into<PathBuf>) -> Self {
+        FetchContext {
+            cache_dir: cache_dir.into(),
+            recipe_dir: recipe_dir.into(),
+            http: HttpOptions::default(),
+            npm_registry: None,
+        }
+    }
+
+    /// `$KOJIBOX_CACHE`, else `$XDG_CACHE_HOME/kojibox-bundle`, else `~/.cache/kojibox-bundle`
+    /// (relative to the current folder when no home folder is known).
+    pub fn default_cache_dir() -> PathBuf {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(dir) = var("KOJIBOX_CACHE") {
+            return PathBuf::from(dir);
+        }
+        // The XDG spec says to ignore a relative value.
+        if let Some(dir) = var("XDG_CACHE_HOME").map(PathBuf::from)
+            && dir.is_absolute()
+        {
+            return dir.join("kojibox-bundle");
+        }
+        std::env::home_dir()
+            .unwrap_or_default()
+            .join(".cache")
+            .join("kojibox-bundle")
+    }
+}
+
+/// How downloads behave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// Time allowed to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for the response headers and for each read of the body (a stall).
+    pub read_timeout: Duration,
+    /// Extra attempts after a connection error, a timeout, a dropped body or a 5xx. Attempts
+    /// that received new bytes do not count, so a slow but progressing download completes.
+    pub retries: u32,
+    /// The first pause before a retry; it doubles after each failed attempt.
+    pub backoff: Duration,
+    /// Largest artifact accepted, in bytes.
+    pub max_size: u64,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            retries: 4,
+            backoff: Duration::from_millis(250),
+            max_size: 4 << 30,
+        }
+    }
+}
+
+/// A payload ready to pack.
+///
+/// `root` is a directory whose *contents* are the payload, with `strip` already applied. It may
+/// be the user's own folder (a `path` folder source: never copied, never modified) or a folder
+/// inside the cache. The caller walks it read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The payload folder.
+    pub root: PathBuf,
+    /// `npm:<spec>`, `url:<url>` or `path:<as written>` (`Provenance.source`).
+    pub source: String,
+    /// npm: the registry's integrity (`sha512-…`); url: `sha256:<hex>` pinned in the recipe;
+    /// a path file with a sha256: `sha256:<hex>`; otherwise `None`.
+    pub upstream_digest: Option<String>,
+    /// `sha256:<hex>` of the fetched file or archive; `None` for a folder.
+    pub artifact_sha256: Option<String>,
+    /// True when nothing had to be downloaded.
+    pub from_cache: bool,
+}
+
+/// Fetches, verifies and unpacks one source. Safe to call from several threads at once on the
+/// same cache.
+pub fn resolve(
+    source: &Source,
+    ctx: &FetchContext,
+    progress: &ProgressBar,
+) -> Result<Resolved, FetchError> {
+    let kind = source
+        .kind()
+        .map_err(|why| FetchError::InvalidSource { why })?;
+    let strip = source.strip_or_default();
+    match kind {
+        SourceKind::Url { url, sha256 } => {
+            let cache = Cache::open(&ctx.cache_dir)?;
+            let (root, from_cache) =
+                http::resolve(url, sha256, strip, &cache, &ctx.http, progress)?;
+            Ok(Resolved {
+                root,
+                source: format!("url:{url}"),
+                upstream_digest: Some(format!("sha256:{sha256}")),
+                artifact_sha256: Some(format!("sha256:{sha256}")),
+                from_cache,
+            })
+        }
+        SourceKind::Npm { package, version } => {
+            let cache = Cache::open(&ctx.cache_dir)?;
+            let fetched = npm::resolve(package, version, strip, &cache, ctx, progress)?;
+            Ok(Resolved {
+                root: fetched.root,
+                source: format!("npm:{package}@{version}"),
+                upstream_digest: Some(fetched.integrity),
+                artifact_sha256: Some(format!("sha256:{}", fetched.sha256)),
+                from_cache: fetched.from_cache,
+            })
+        }
+        SourceKind::Path { path, sha256 } => {
+            let (root, actual) = path::resolve(path, sha256, strip, ctx, progress)?;
+            Ok(Resolved {
+                root,
+                source: format!("path:{path}"),
+                upstream_digest: sha256.map(|hex| format!("sha256:{hex}")),
+                artifact_sha256: actual.map(|hex| format!("sha256:{hex}")),
+                from_cache: true,
+            })
+        }
+    }
+}
