@@ -1,10 +1,19 @@
-//! `kojibox-bundle` as a library: recipe loading today; fetch, pack and sign to follow.
+//! `kojibox-bundle` as a library: recipe -> plan -> fetch -> stage -> pack -> sign, plus verify
+//! and inspect.
 //!
 //! The binary (`src/main.rs`) only parses arguments and calls in here, so tests drive the same code.
 #![deny(missing_docs)]
 
+pub mod build;
+pub mod fetch;
+pub mod inspect;
+pub mod plan;
+
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+use kojibox_kbx::read::{Limits, Signed, Trust};
 use kojibox_manifests::recipe::{Recipe, RecipeError};
 
 /// The bundler's errors.
@@ -25,6 +34,39 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong, with line and column.
         source: RecipeError,
+    },
+    /// The build cannot be planned as asked.
+    #[error("{0}")]
+    Plan(String),
+    /// Fetching a payload failed.
+    #[error("{job}: {source}")]
+    Fetch {
+        /// The payload (`postgres 16.14 linux-x64`).
+        job: String,
+        /// Why.
+        source: fetch::FetchError,
+    },
+    /// A fetched payload does not fit the recipe.
+    #[error("{job}: {problem}")]
+    Payload {
+        /// The payload.
+        job: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Packing, writing or reading a bundle failed.
+    #[error(transparent)]
+    Format(#[from] kojibox_kbx::Error),
+    /// A key could not be read or written.
+    #[error(transparent)]
+    Key(#[from] kojibox_signing::Error),
+    /// A bundle file could not be opened.
+    #[error("could not open bundle {path}: {source}")]
+    OpenBundle {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
 }
 
@@ -68,4 +110,36 @@ pub fn describe(recipe: &Recipe) -> String {
         }
     }
     out
+}
+
+/// Verifies a bundle completely against one public key: the signature, then every member.
+pub fn verify_bundle(bundle: &Path, key: &kojibox_signing::PublicKey) -> Result<Signed, Error> {
+    let file = open_bundle(bundle)?;
+    Ok(kojibox_kbx::read::read_verified(
+        BufReader::with_capacity(1 << 20, file),
+        Trust::Key(key),
+        &Limits::default(),
+        |_| Ok(()),
+        |_, _| Ok(()),
+    )?)
+}
+
+/// Opens a bundle file with an error naming it.
+pub fn open_bundle(path: &Path) -> Result<File, Error> {
+    File::open(path).map_err(|source| Error::OpenBundle {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `SOURCE_DATE_EPOCH` when set (reproducible builds), else now; in seconds.
+pub fn build_time() -> Result<i64, Error> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value.trim().parse::<i64>().map_err(|_| {
+            Error::Plan(format!(
+                "SOURCE_DATE_EPOCH must be whole seconds since 1970, got `{value}`"
+            ))
+        }),
+        Err(_) => Ok(jiff::Timestamp::now().as_second()),
+    }
 }

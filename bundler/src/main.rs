@@ -1,8 +1,13 @@
 //! `kojibox-bundle`: builds signed, reproducible runtime bundles from a recipe.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, Result};
+use bundler::build::{Ui, human_bytes};
+use bundler::fetch::FetchContext;
+use bundler::plan::Plan;
 use clap::{Parser, Subcommand};
 
 /// Build signed, reproducible kojibox runtime bundles (.kbx) from a recipe.
@@ -15,6 +20,62 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a signing key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files, e.g. `keys/release`.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Fetch, verify, pack and sign a recipe's payloads into one .kbx bundle.
+    ///
+    /// Artifacts are cached by content, so a second build needs no network. Set
+    /// SOURCE_DATE_EPOCH for a byte-identical rebuild.
+    Build {
+        /// The recipe (TOML), e.g. manifests/recipes/default.toml.
+        recipe: PathBuf,
+        /// Secret key to sign with. Default: <out without .kbx>.key, generated (with its .pub)
+        /// when it does not exist yet.
+        #[arg(long, value_name = "PREFIX.key")]
+        key: Option<PathBuf>,
+        /// The bundle to write.
+        #[arg(long, value_name = "FILE.kbx")]
+        out: PathBuf,
+        /// Only these targets (os-arch, e.g. linux-x64, or `host` for this machine's); repeat
+        /// for more. Default: all.
+        #[arg(long = "target", value_name = "OS-ARCH")]
+        targets: Vec<String>,
+        /// zstd compression level, 1 (fast) to 22 (small).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
+        level: i32,
+        /// Download cache. Default: $KOJIBOX_CACHE, else $XDG_CACHE_HOME/kojibox-bundle, else
+        /// ~/.cache/kojibox-bundle.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Compression threads. Default: one per core.
+        #[arg(long, value_name = "N")]
+        threads: Option<u32>,
+        /// Print the plan of steps and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Verify a bundle: its signature, then every file against the signed index.
+    ///
+    /// Exits 0 when the bundle is intact and signed by the key, 1 otherwise.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The public key that must have signed it.
+        #[arg(long, value_name = "PREFIX.pub")]
+        pubkey: PathBuf,
+    },
+    /// Print a bundle's manifest, payloads and provenance (without verifying it).
+    Inspect {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a recipe and print what it would bundle.
     ///
     /// Errors name the line and column of the offending key.
@@ -25,17 +86,137 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Check { recipe } => match bundler::load_recipe(&recipe) {
-            Ok(recipe) => {
-                print!("{}", bundler::describe(&recipe));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { out } => {
+            let id = kojibox_signing::write_keypair(&out)?;
+            println!("key id {id}");
+            println!(
+                "secret key {} (mode 0600: keep it safe)",
+                with_suffix(&out, ".key").display()
+            );
+            println!(
+                "public key {} (give this to installers)",
+                with_suffix(&out, ".pub").display()
+            );
+        }
+        Command::Check { recipe } => {
+            let recipe = bundler::load_recipe(&recipe)?;
+            print!("{}", bundler::describe(&recipe));
+        }
+        Command::Build {
+            recipe: recipe_path,
+            key,
+            out,
+            targets,
+            level,
+            cache,
+            threads,
+            dry_run,
+        } => {
+            let recipe = bundler::load_recipe(&recipe_path)?;
+            let targets = targets
+                .into_iter()
+                .map(|t| match t.as_str() {
+                    "host" => kojibox_kbx::paths::host_target()
+                        .context("this machine is not a target bundles support"),
+                    _ => Ok(t),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let cache = cache.unwrap_or_else(FetchContext::default_cache_dir);
+            let plan = Plan::new(&recipe, &targets, out.clone(), cache.clone(), level)
+                .map_err(bundler::Error::Plan)?;
+            if dry_run {
+                print!("{plan}");
+                return Ok(());
+            }
+            let key = load_or_create_key(key, &out)?;
+            let recipe_dir = recipe_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned();
+            let ctx = FetchContext::new(cache, recipe_dir);
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+            });
+            let ui = Ui::new(std::io::stderr().is_terminal());
+            let report =
+                bundler::build::build(&plan, &key, &ctx, threads, bundler::build_time()?, &ui)?;
+            println!(
+                "wrote {} ({}, {} of payload) in {:.1}s",
+                out.display(),
+                human_bytes(report.bytes),
+                human_bytes(report.payload_bytes),
+                report.elapsed.as_secs_f64()
+            );
+            println!("  {}", report.sha256);
+            println!("  signed by key {}", report.key_id);
+            println!(
+                "  artifacts: {} downloaded, {} from cache",
+                report.downloaded, report.cached
+            );
+            for (label, size, checksum) in &report.payloads {
+                println!("  {label:<32} {:>11}  {checksum}", human_bytes(*size));
+            }
+        }
+        Command::Verify { bundle, pubkey } => {
+            let key = kojibox_signing::PublicKey::read(&pubkey)?;
+            let signed = bundler::verify_bundle(&bundle, &key)
+                .with_context(|| format!("{} does not verify", bundle.display()))?;
+            let m = &signed.index.manifest;
+            println!(
+                "OK: {} is bundle {} signed by key {}; {} payload(s), {} entries verified",
+                bundle.display(),
+                m.version,
+                key.key_id(),
+                m.services.len(),
+                signed.index.files.len()
+            );
+        }
+        Command::Inspect { bundle, json } => {
+            let inspected = bundler::inspect::inspect(&bundle)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspected.to_json())?);
+            } else {
+                print!("{}", inspected.render());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The signing key: the one given, else `<out stem>.key`, created with its `.pub` if missing.
+fn load_or_create_key(key: Option<PathBuf>, out: &Path) -> Result<kojibox_signing::SecretKey> {
+    if let Some(path) = key {
+        return Ok(kojibox_signing::SecretKey::read(&path)?);
+    }
+    let prefix = out.with_extension("");
+    let path = with_suffix(&prefix, ".key");
+    if path.exists() {
+        eprintln!("signing with {} (no --key given)", path.display());
+        return Ok(kojibox_signing::SecretKey::read(&path)?);
+    }
+    let id = kojibox_signing::write_keypair(&prefix)?;
+    eprintln!(
+        "no --key given: generated signing key {id}: {} (secret, keep it safe) and {} (public: install with --pubkey)",
+        path.display(),
+        with_suffix(&prefix, ".pub").display()
+    );
+    Ok(kojibox_signing::SecretKey::read(&path)?)
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
