@@ -369,3 +369,28 @@ fn a_bad_payload_fails_the_build_and_leaves_no_output() {
     assert!(err.contains("leaves the payload"), "{err}");
     assert!(!d.join("bad.kbx").exists());
 }
+
+#[test]
+fn a_checksum_mismatch_names_both_digests_and_leaves_no_output() {
+    use crate::fetch::server::{Reply, Server};
+    let server = Server::start(|_, _| Reply::ok(b"not the promised bytes".to_vec()));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let promised = "0".repeat(64);
+    std::fs::write(
+        d.join("recipe.toml"),
+        format!(
+            "version = \"1.0.0\"\nsource = \"t\"\n[[service]]\nname = \"svc\"\nversion = \"1\"\n  [[service.target]]\n  os = \"linux\"\n  arch = \"x64\"\n  binPath = \"svc\"\n  source = {{ url = \"{}\", sha256 = \"{promised}\" }}\n",
+            server.url("/svc")
+        ),
+    )
+    .unwrap();
+    let err = failed(bundle(d, &["build", "recipe.toml", "--out", "svc.kbx"], &[]));
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"not the promised bytes"));
+    assert!(err.contains(&server.url("/svc")), "{err}");
+    assert!(err.contains(&promised), "expected digest named: {err}");
+    assert!(err.contains(&actual), "actual digest named: {err}");
+    assert!(!d.join("svc.kbx").exists() && !d.join("svc.kbx.partial").exists());
+    let blobs = d.join("cache/blobs/sha256");
+    assert!(!blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(), "nothing kept in the cache");
+}

@@ -5,7 +5,7 @@
 mod archives;
 mod fixtures;
 mod npm;
-mod server;
+pub mod server;
 
 use std::path::Path;
 use std::time::Duration;
