@@ -385,12 +385,21 @@ fn a_checksum_mismatch_names_both_digests_and_leaves_no_output() {
         ),
     )
     .unwrap();
-    let err = failed(bundle(d, &["build", "recipe.toml", "--out", "svc.kbx"], &[]));
-    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"not the promised bytes"));
+    let err = failed(bundle(
+        d,
+        &["build", "recipe.toml", "--out", "svc.kbx"],
+        &[],
+    ));
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        b"not the promised bytes",
+    ));
     assert!(err.contains(&server.url("/svc")), "{err}");
     assert!(err.contains(&promised), "expected digest named: {err}");
     assert!(err.contains(&actual), "actual digest named: {err}");
     assert!(!d.join("svc.kbx").exists() && !d.join("svc.kbx.partial").exists());
     let blobs = d.join("cache/blobs/sha256");
-    assert!(!blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(), "nothing kept in the cache");
+    assert!(
+        !blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(),
+        "nothing kept in the cache"
+    );
 }
