@@ -6,13 +6,12 @@
 //! entries, never written into the cache), all payloads are packed in one pass, and the index
 //! that lists what was packed is signed and written in front of it.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kojibox_kbx::write::{InputEntry, InputKind, PackInput, PackOptions};
-use kojibox_manifests::bundle::{BundleIndex, FORMAT, Provenance};
-use kojibox_manifests::model::{BundleMeta, RuntimeManifest, ServiceBinary};
+use kojibox_kbx::write::{BundleSpec, InputEntry, InputKind, PackInput, PackOptions, PayloadSpec};
+use kojibox_manifests::bundle::Provenance;
+use kojibox_manifests::model::ServiceBinary;
 use kojibox_manifests::recipe::SymlinkSpec;
 use kojibox_signing::SecretKey;
 
@@ -118,41 +117,26 @@ pub fn build(
         threads,
         mtime: created_at.max(0) as u64,
     };
-    let out_dir = plan
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let bar = ui.bar("pack".into(), Some(total));
-    if !ui.interactive {
-        ui.line(&format!(
-            "packing {} payloads ({})",
-            inputs.len(),
-            human_bytes(total)
-        ));
-    }
-    let packed =
-        kojibox_kbx::write::pack_payloads(&inputs, &options, out_dir, &mut |n| bar.inc(n))?;
-    bar.finish_and_clear();
-
-    let mut services = Vec::new();
-    let mut provenance = Vec::new();
+    let created = jiff::Timestamp::from_second(created_at)
+        .map_err(|e| Error::Plan(format!("bad build time {created_at}: {e}")))?;
     let mut payloads = Vec::new();
-    for ((job, resolved), input) in plan.jobs.iter().zip(&resolved).zip(&inputs) {
-        let (checksum, size) = packed.digest(&input.root);
-        payloads.push((job.label(), size, checksum.clone()));
+    let mut provenance = Vec::new();
+    for ((job, resolved), input) in plan.jobs.iter().zip(&resolved).zip(inputs) {
         let service = job.service;
-        services.push(ServiceBinary {
-            name: service.name.clone(),
-            version: service.version.clone(),
-            os: job.target.os.clone(),
-            arch: job.target.arch.clone(),
-            checksum,
-            size,
-            bin_path: format!("{}/{}", input.root, job.target.bin_path),
-            default_ports: service.default_ports.clone(),
-            env: service.env.clone(),
-            args: service.args.clone(),
+        payloads.push(PayloadSpec {
+            binary: ServiceBinary {
+                name: service.name.clone(),
+                version: service.version.clone(),
+                os: job.target.os.clone(),
+                arch: job.target.arch.clone(),
+                checksum: String::new(),
+                size: 0,
+                bin_path: format!("{}/{}", input.root, job.target.bin_path),
+                default_ports: service.default_ports.clone(),
+                env: service.env.clone(),
+                args: service.args.clone(),
+            },
+            entries: input.entries,
         });
         provenance.push(Provenance {
             service: service.name.clone(),
@@ -163,19 +147,11 @@ pub fn build(
             artifact_sha256: resolved.artifact_sha256.clone(),
         });
     }
-    let created = jiff::Timestamp::from_second(created_at)
-        .map_err(|e| Error::Plan(format!("bad build time {created_at}: {e}")))?;
-    let index = BundleIndex {
-        format: FORMAT,
-        manifest: RuntimeManifest {
-            version: plan.recipe.version.clone(),
-            services,
-            bundle: BundleMeta {
-                created_at: created.to_string(),
-                source: plan.recipe.source.clone(),
-                signature: String::new(),
-            },
-        },
+    let spec = BundleSpec {
+        version: plan.recipe.version.clone(),
+        source: plan.recipe.source.clone(),
+        created_at: created.to_string(),
+        payloads,
         templates: plan
             .recipe
             .services
@@ -183,17 +159,24 @@ pub fn build(
             .map(|s| (s.name.clone(), s.definition.clone()))
             .collect(),
         provenance,
-        files: packed.files.clone(),
-        payload_frame: packed.frame_digest.clone(),
     };
-    // Check what the installer will check, so a bad recipe fails here and not on a user's machine.
-    kojibox_kbx::read::validate_index(&index)?;
-    let mut index_bytes = serde_json::to_vec_pretty(&index)
-        .map_err(|e| Error::Plan(format!("could not serialize the index: {e}")))?;
-    index_bytes.push(b'\n');
-    let signature = key.sign(&index_bytes).to_string();
-    let written =
-        kojibox_kbx::write::finish(packed, &index_bytes, &signature, &options, &plan.out)?;
+    let bar = ui.bar("pack".into(), Some(total));
+    if !ui.interactive {
+        ui.line(&format!(
+            "packing {} payloads ({})",
+            plan.jobs.len(),
+            human_bytes(total)
+        ));
+    }
+    let built = kojibox_kbx::write::build(spec, key, &options, &plan.out, &mut |n| bar.inc(n))?;
+    bar.finish_and_clear();
+    let written = built.written;
+    let payloads = plan
+        .jobs
+        .iter()
+        .zip(&built.index.manifest.services)
+        .map(|(job, s)| (job.label(), s.size, s.checksum.clone()))
+        .collect();
 
     Ok(BuildReport {
         bytes: written.bytes,

@@ -117,7 +117,7 @@ pub fn verify_bundle(bundle: &Path, key: &kojibox_signing::PublicKey) -> Result<
     let file = open_bundle(bundle)?;
     Ok(kojibox_kbx::read::read_verified(
         BufReader::with_capacity(1 << 20, file),
-        Trust::Key(key),
+        Trust::key(key),
         &Limits::default(),
         |_| Ok(()),
         |_, _| Ok(()),

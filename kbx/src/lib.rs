@@ -9,7 +9,7 @@
 //! entry with its kind, mode, size and sha256 (or link target), so the one signature covers every
 //! byte that gets installed.
 //!
-//! Writing ([`write`]) takes a single pass over the input files: each file is hashed while the tar
+//! Writing ([`mod@write`]) takes a single pass over the input files: each file is hashed while the tar
 //! stream that carries it is compressed by zstd's worker threads. Because the hashes are only known
 //! at the end, the payload members are compressed into a temporary zstd frame first; then the
 //! index frame is written, followed by the payload frame copied as is. Concatenated zstd frames

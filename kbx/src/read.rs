@@ -41,20 +41,43 @@ impl Default for Limits {
     }
 }
 
-/// Who may sign.
-#[derive(Clone, Copy)]
-pub enum Trust<'a> {
-    /// Exactly this key.
-    Key(&'a PublicKey),
-    /// Any key pinned in this store.
-    Store(&'a TrustStore),
+/// Who may sign: a key given explicitly, the keys pinned in a store, or both.
+#[derive(Clone, Copy, Default)]
+pub struct Trust<'a> {
+    /// A key the user named for this operation.
+    pub key: Option<&'a PublicKey>,
+    /// Pinned keys.
+    pub store: Option<&'a TrustStore>,
 }
 
-impl Trust<'_> {
+impl<'a> Trust<'a> {
+    /// Exactly this key.
+    pub fn key(key: &'a PublicKey) -> Trust<'a> {
+        Trust {
+            key: Some(key),
+            store: None,
+        }
+    }
+
+    /// Any key pinned in this store.
+    pub fn store(store: &'a TrustStore) -> Trust<'a> {
+        Trust {
+            key: None,
+            store: Some(store),
+        }
+    }
+
     fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), kojibox_signing::Error> {
-        match self {
-            Trust::Key(key) => key.verify(message, signature),
-            Trust::Store(store) => store.verify(message, signature),
+        match (self.key, self.store) {
+            (Some(key), Some(store)) if key.key_id() != signature.key_id() => {
+                store.verify(message, signature)
+            }
+            (Some(key), _) => key.verify(message, signature),
+            (None, Some(store)) => store.verify(message, signature),
+            (None, None) => Err(kojibox_signing::Error::UnknownKey {
+                key_id: signature.key_id(),
+                store: Default::default(),
+            }),
         }
     }
 }
@@ -66,6 +89,8 @@ pub struct Signed {
     pub index: BundleIndex,
     /// The signature string from `kojibox/index.sig`.
     pub signature: String,
+    /// The exact signed bytes of the index (kept so an install can be re-verified later).
+    pub index_bytes: Vec<u8>,
 }
 
 impl Signed {
@@ -105,6 +130,7 @@ pub fn read_verified(
     let signed = Signed {
         index,
         signature: header.signature.trim().to_owned(),
+        index_bytes: header.index,
     };
     on_index(&signed)?;
 

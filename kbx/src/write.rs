@@ -490,3 +490,114 @@ fn is_executable(meta: &std::fs::Metadata) -> bool {
 fn is_executable(_meta: &std::fs::Metadata) -> bool {
     false
 }
+
+/// Everything a bundle holds, before packing.
+#[derive(Debug, Clone)]
+pub struct BundleSpec {
+    /// `RuntimeManifest.version`.
+    pub version: String,
+    /// `BundleMeta.source`.
+    pub source: String,
+    /// `BundleMeta.createdAt` (RFC 3339).
+    pub created_at: String,
+    /// The payloads; each binary's `checksum` and `size` are filled in from what is packed.
+    pub payloads: Vec<PayloadSpec>,
+    /// Service templates by service name.
+    pub templates: std::collections::BTreeMap<String, kojibox_manifests::recipe::ServiceTemplate>,
+    /// Where each payload came from.
+    pub provenance: Vec<kojibox_manifests::bundle::Provenance>,
+}
+
+/// One payload: its manifest entry and its files.
+#[derive(Debug, Clone)]
+pub struct PayloadSpec {
+    /// The manifest entry (`binPath` home-relative; `checksum`/`size` are computed).
+    pub binary: kojibox_manifests::model::ServiceBinary,
+    /// Entries relative to the payload root.
+    pub entries: Vec<InputEntry>,
+}
+
+/// What [`build`] made.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The signed index as written.
+    pub index: kojibox_manifests::bundle::BundleIndex,
+    /// The file written.
+    pub written: Written,
+}
+
+/// Packs, indexes, checks, signs and writes a bundle to `out` (via `<out>.partial`).
+pub fn build(
+    spec: BundleSpec,
+    key: &kojibox_signing::SecretKey,
+    options: &PackOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Built, Error> {
+    use kojibox_manifests::bundle::{BundleIndex, FORMAT};
+    use kojibox_manifests::model::{BundleMeta, RuntimeManifest};
+
+    let roots: Vec<String> = spec
+        .payloads
+        .iter()
+        .map(|p| {
+            crate::paths::payload_root(
+                &p.binary.name,
+                &p.binary.version,
+                &p.binary.os,
+                &p.binary.arch,
+            )
+        })
+        .collect();
+    let inputs: Vec<PackInput> = spec
+        .payloads
+        .iter()
+        .zip(&roots)
+        .map(|(p, root)| PackInput {
+            root: root.clone(),
+            entries: p.entries.clone(),
+        })
+        .collect();
+    let temp_dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let packed = pack_payloads(&inputs, options, temp_dir, progress)?;
+    let services = spec
+        .payloads
+        .into_iter()
+        .zip(&roots)
+        .map(|(p, root)| {
+            let (checksum, size) = packed.digest(root);
+            kojibox_manifests::model::ServiceBinary {
+                checksum,
+                size,
+                ..p.binary
+            }
+        })
+        .collect();
+    let index = BundleIndex {
+        format: FORMAT,
+        manifest: RuntimeManifest {
+            version: spec.version,
+            services,
+            bundle: BundleMeta {
+                created_at: spec.created_at,
+                source: spec.source,
+                signature: String::new(),
+            },
+        },
+        templates: spec.templates,
+        provenance: spec.provenance,
+        files: packed.files.clone(),
+        payload_frame: packed.frame_digest.clone(),
+    };
+    // Check what every reader will check, so a bad bundle fails here and not on a user's machine.
+    crate::read::validate_index(&index)?;
+    let mut index_bytes = serde_json::to_vec_pretty(&index)
+        .map_err(|e| Error::InvalidIndex(format!("could not serialize the index: {e}")))?;
+    index_bytes.push(b'\n');
+    let signature = key.sign(&index_bytes).to_string();
+    let written = finish(packed, &index_bytes, &signature, options, out)?;
+    Ok(Built { index, written })
+}

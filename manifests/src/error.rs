@@ -98,11 +98,13 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// Addition: an unexpected internal failure.
     Internal,
+    /// Addition: another operation holds the resource (an install, an update); try again.
+    Busy,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::PortConflict,
         ErrorCode::RuntimeMissing,
         ErrorCode::ValidationFailed,
@@ -119,6 +121,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Internal,
+        ErrorCode::Busy,
     ];
 
     /// The wire string (`PORT_CONFLICT`).
@@ -140,6 +143,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Busy => "BUSY",
         }
     }
 
@@ -153,6 +157,7 @@ impl ErrorCode {
                 | ErrorCode::DependencyFailed
                 | ErrorCode::UpdateFailed
                 | ErrorCode::Internal
+                | ErrorCode::Busy
         )
     }
 }

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kojibox_kbx::read::{Limits, Signed, Trust};
-use kojibox_kbx::write::{PackInput, PackOptions};
-use kojibox_manifests::bundle::{BundleIndex, FORMAT};
-use kojibox_manifests::model::{BundleMeta, RuntimeManifest, ServiceBinary};
+use kojibox_kbx::write::{BundleSpec, PackOptions, PayloadSpec};
+use kojibox_manifests::model::ServiceBinary;
 use kojibox_manifests::recipe::ServiceTemplate;
 use kojibox_signing::{PublicKey, SecretKey};
 
@@ -44,45 +43,29 @@ pub fn build(dir: &Path, out: &Path, key: &SecretKey, threads: u32) {
         threads,
         mtime: 1_700_000_000,
     };
-    let entries = kojibox_kbx::write::walk_payload(dir).unwrap();
-    let inputs = vec![PackInput {
-        root: ROOT.into(),
-        entries,
-    }];
-    let packed =
-        kojibox_kbx::write::pack_payloads(&inputs, &options, out.parent().unwrap(), &mut |_| {})
-            .unwrap();
-    let (checksum, size) = packed.digest(ROOT);
-    let index = BundleIndex {
-        format: FORMAT,
-        manifest: RuntimeManifest {
-            version: "1.0.0".into(),
-            services: vec![ServiceBinary {
+    let spec = BundleSpec {
+        version: "1.0.0".into(),
+        source: "test".into(),
+        created_at: "2023-11-14T22:13:20Z".into(),
+        payloads: vec![PayloadSpec {
+            binary: ServiceBinary {
                 name: "demo".into(),
                 version: "1.0".into(),
                 os: "linux".into(),
                 arch: "x64".into(),
-                checksum,
-                size,
+                checksum: String::new(),
+                size: 0,
                 bin_path: format!("{ROOT}/bin/demo"),
                 default_ports: vec![],
                 env: BTreeMap::new(),
                 args: vec![],
-            }],
-            bundle: BundleMeta {
-                created_at: "2023-11-14T22:13:20Z".into(),
-                source: "test".into(),
-                signature: String::new(),
             },
-        },
+            entries: kojibox_kbx::write::walk_payload(dir).unwrap(),
+        }],
         templates: [("demo".to_owned(), ServiceTemplate::default())].into(),
         provenance: vec![],
-        files: packed.files.clone(),
-        payload_frame: packed.frame_digest.clone(),
     };
-    let index_bytes = serde_json::to_vec_pretty(&index).unwrap();
-    let signature = key.sign(&index_bytes).to_string();
-    kojibox_kbx::write::finish(packed, &index_bytes, &signature, &options, out).unwrap();
+    kojibox_kbx::write::build(spec, key, &options, out, &mut |_| {}).unwrap();
 }
 
 /// Reads `bytes` strictly, collecting each member's content.
@@ -93,7 +76,7 @@ pub fn read(
     let mut seen = BTreeMap::new();
     let signed = kojibox_kbx::read::read_verified(
         bytes,
-        Trust::Key(key),
+        Trust::key(key),
         &Limits::default(),
         |_| Ok(()),
         |entry, reader| {
