@@ -1,17 +1,166 @@
 //! `kojibox`: installs runtime bundles offline, supervises services and serves the API.
-//!
-//! Installing, serving and the API client are not built yet; until they are, this binary only
-//! answers `--help` and `--version`, and lists no command it cannot run.
 
-use clap::Parser;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use launcher::Home;
+use launcher::install::{InstallOptions, install};
 
 /// Install kojibox runtime bundles offline and run your local development stack.
 #[derive(Parser)]
 #[command(name = "kojibox", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    /// The home folder. Default: $KOJIBOX_HOME, else the executable's folder when a
+    /// `kojibox.portable` file is beside it, else the user data folder (~/.local/share/kojibox).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("kojibox: no commands are available in this build yet; see --help");
-    std::process::exit(2);
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a bundle's signature and install it, offline.
+    ///
+    /// The first install pins the key given with --pubkey in app/keys/; later installs must be
+    /// signed by a pinned key (--pubkey pins another one). Only this machine's payloads are
+    /// installed unless --all-targets. Installing the same bundle again does nothing.
+    Install {
+        /// The bundle (.kbx).
+        bundle: PathBuf,
+        /// The publisher's public key (required for the first install).
+        #[arg(long, value_name = "KEY.pub")]
+        pubkey: Option<PathBuf>,
+        /// Install the payloads of every OS/arch (a USB stick that works anywhere).
+        #[arg(long)]
+        all_targets: bool,
+        /// Allow installing a bundle older than the installed one.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Re-hash every installed payload against its signed index and report any drift.
+    ///
+    /// Exits 0 when everything is intact, 1 otherwise.
+    Verify {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let (home, _) = Home::resolve(cli.home.as_deref())?;
+    match cli.command {
+        Command::Install {
+            bundle,
+            pubkey,
+            all_targets,
+            allow_downgrade,
+        } => {
+            let options = InstallOptions {
+                pubkey,
+                all_targets,
+                allow_downgrade,
+            };
+            let interactive = std::io::stderr().is_terminal();
+            let bar = if interactive {
+                ProgressBar::new(100)
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_style(
+                ProgressStyle::with_template("{msg:<9} {bar:40} {pos:>3}%")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let mut last_phase = String::new();
+            let report = install(&home, &bundle, &options, &mut |p| {
+                bar.set_message(p.phase.clone());
+                bar.set_position(u64::from(p.progress));
+                if !interactive && p.phase != last_phase {
+                    eprintln!("{} {}%", p.phase, p.progress);
+                    last_phase.clone_from(&p.phase);
+                }
+            });
+            bar.finish_and_clear();
+            let report = report?;
+            for line in &report.recovered {
+                eprintln!("note: {line}");
+            }
+            if !report.changed {
+                println!(
+                    "bundle {} is already installed in {}; nothing to do",
+                    report.version,
+                    home.root().display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "installed bundle {} into {} (signed by key {})",
+                report.version,
+                home.root().display(),
+                report.key_id
+            );
+            for label in &report.installed {
+                println!("  + {label}");
+            }
+            for label in &report.kept {
+                println!("  = {label} (already installed)");
+            }
+            if report.pinned {
+                println!(
+                    "pinned key {} in {}: later installs and updates must be signed by a pinned key",
+                    report.key_id,
+                    home.keys().display()
+                );
+            }
+        }
+        Command::Verify { json } => {
+            for line in launcher::install::recover(&home)? {
+                eprintln!("note: {line}");
+            }
+            launcher::runtime::get_manifest(&home)?;
+            let report = launcher::runtime::verify_installed(&home)?;
+            if json {
+                let payloads: Vec<_> = report.payloads.iter().map(|p| serde_json::json!({"payload": p.label, "root": p.root, "intact": p.drift.is_empty(), "drift": p.drift})).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"clean": report.is_clean(), "payloads": payloads, "badIndexes": report.bad_indexes})
+                    )?
+                );
+            } else {
+                for bad in &report.bad_indexes {
+                    println!("BAD SIGNATURE  {bad}");
+                }
+                for p in &report.payloads {
+                    if p.drift.is_empty() {
+                        println!("ok       {}", p.label);
+                    } else {
+                        println!("DRIFTED  {} ({} difference(s))", p.label, p.drift.len());
+                        for d in &p.drift {
+                            println!("           {d}");
+                        }
+                    }
+                }
+            }
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,16 @@
+//! `kojibox` as a library: the home, the installer and the installed runtime.
+//!
+//! The binary (`src/main.rs`) parses arguments and calls in here, so tests drive the same code.
+#![deny(missing_docs)]
+
+pub mod error;
+mod fault;
+pub mod fsutil;
+pub mod home;
+pub mod install;
+pub mod installer;
+pub mod runtime;
+pub mod settings;
+
+pub use error::{Error, Result};
+pub use home::Home;
