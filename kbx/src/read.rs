@@ -116,7 +116,7 @@ pub fn read_index_unverified(
 /// refuse, e.g. an older version) and `on_member` for each payload member with a reader of its
 /// bytes (`None` for a symlink). Returns the verified index when every member checked out.
 pub fn read_verified(
-    mut reader: impl Read,
+    mut reader: impl Read + Send,
     trust: Trust<'_>,
     limits: &Limits,
     on_index: impl FnOnce(&Signed) -> Result<(), Error>,
@@ -134,73 +134,152 @@ pub fn read_verified(
     };
     on_index(&signed)?;
 
-    // The payload frame: everything after the index frame, hashed as it is read.
+    // The payload frame is decompressed (and its compressed bytes hashed) on a second thread,
+    // so decompression overlaps the hashing and writing of members on this one.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+        let window_log_max = limits.window_log_max;
+        let decoder = scope.spawn(move || decompress(reader, window_log_max, tx));
+        let mut decompressed = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        };
+        let checked = (|| {
+            let mut archive = tar::Archive::new(&mut decompressed);
+            {
+                let positions: HashMap<&str, usize> = signed
+                    .index
+                    .files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (e.path.as_str(), i))
+                    .collect();
+                let mut seen = vec![false; signed.index.files.len()];
+                for member in archive.entries().map_err(corrupt)? {
+                    let mut member = member.map_err(stream_error)?;
+                    let path = String::from_utf8(member.path_bytes().into_owned())
+                        .map_err(|_| Error::member("<non-UTF-8 path>", "path is not UTF-8"))?;
+                    let Some(&position) = positions.get(path.as_str()) else {
+                        let why = check_relative(&path)
+                            .err()
+                            .map_or("not in the signed index".to_owned(), |w| {
+                                format!("{w}; not in the signed index")
+                            });
+                        return Err(Error::member(path, why));
+                    };
+                    if std::mem::replace(&mut seen[position], true) {
+                        return Err(Error::member(path, "duplicate entry"));
+                    }
+                    check_member(&mut member, &signed.index.files[position], &mut on_member)?;
+                }
+                if let Some(position) = seen.iter().position(|s| !s) {
+                    return Err(Error::Missing {
+                        count: seen.iter().filter(|s| !**s).count(),
+                        first: signed.index.files[position].path.clone(),
+                    });
+                }
+            }
+            // Whatever follows the tar end marker must be zero padding up to the end of the
+            // zstd stream.
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = decompressed.read(&mut buf).map_err(stream_error)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if buf[..n].iter().any(|b| *b != 0) {
+                    return Err(Error::Corrupt("data after the end of the archive".into()));
+                }
+            }
+        })();
+        // Stop the decoder if we stopped early, then collect its verdict on the frame.
+        drop(decompressed);
+        let frame = decoder
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the decompression thread panicked")));
+        checked?;
+        let (count, sha256) = frame.map_err(stream_error)?;
+        let expected = &signed.index.payload_frame;
+        if count != expected.bytes || sha256 != expected.sha256 {
+            return Err(Error::Corrupt(format!(
+                "the payload frame is not the signed one ({count} bytes read, {} signed, or its sha256 differs)",
+                expected.bytes
+            )));
+        }
+        Ok(())
+    })?;
+    Ok(signed)
+}
+
+/// Decompresses everything `reader` has left into chunks sent over `tx`, hashing the
+/// compressed bytes; returns their count and sha256. Stops quietly when the receiver is gone.
+fn decompress(
+    reader: impl Read,
+    window_log_max: u32,
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<(u64, String)> {
     let hashed = Hashing {
         inner: reader,
         hasher: Sha256::new(),
         count: 0,
     };
-    let mut decoder = zstd::stream::read::Decoder::new(hashed).map_err(corrupt)?;
-    decoder
-        .window_log_max(limits.window_log_max)
-        .map_err(corrupt)?;
-    let mut archive = tar::Archive::new(decoder);
-    {
-        let positions: HashMap<&str, usize> = signed
-            .index
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.path.as_str(), i))
-            .collect();
-        let mut seen = vec![false; signed.index.files.len()];
-        for member in archive.entries().map_err(corrupt)? {
-            let mut member = member.map_err(stream_error)?;
-            let path = String::from_utf8(member.path_bytes().into_owned())
-                .map_err(|_| Error::member("<non-UTF-8 path>", "path is not UTF-8"))?;
-            let Some(&position) = positions.get(path.as_str()) else {
-                let why = check_relative(&path)
-                    .err()
-                    .map_or("not in the signed index".to_owned(), |w| {
-                        format!("{w}; not in the signed index")
-                    });
-                return Err(Error::member(path, why));
-            };
-            if std::mem::replace(&mut seen[position], true) {
-                return Err(Error::member(path, "duplicate entry"));
-            }
-            check_member(&mut member, &signed.index.files[position], &mut on_member)?;
-        }
-        if let Some(position) = seen.iter().position(|s| !s) {
-            return Err(Error::Missing {
-                count: seen.iter().filter(|s| !**s).count(),
-                first: signed.index.files[position].path.clone(),
-            });
-        }
-    }
-    // Read to the very end: the zstd frame must end cleanly, and the compressed bytes must be
-    // exactly the signed payload frame (this also catches anything appended).
-    let mut decoder = archive.into_inner();
-    let mut buf = [0u8; 8192];
+    let mut decoder = zstd::stream::read::Decoder::new(hashed)?;
+    decoder.window_log_max(window_log_max)?;
+    const CHUNK: usize = 1 << 20;
     loop {
-        let n = decoder.read(&mut buf).map_err(stream_error)?;
-        if n == 0 {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let message = io::Error::new(e.kind(), e.to_string());
+                    let _ = tx.send(Err(message));
+                    return Err(e);
+                }
+            }
+        }
+        if filled == 0 {
             break;
         }
-        if buf[..n].iter().any(|b| *b != 0) {
-            return Err(Error::Corrupt("data after the end of the archive".into()));
+        chunk.truncate(filled);
+        if tx.send(Ok(chunk)).is_err() {
+            return Err(io::Error::other("reading stopped"));
         }
     }
+    drop(tx);
     let mut hashed = decoder.finish().into_inner();
-    io::copy(&mut hashed, &mut io::sink()).map_err(stream_error)?;
-    let expected = &signed.index.payload_frame;
-    if hashed.count != expected.bytes || hex::encode(hashed.hasher.finalize()) != expected.sha256 {
-        return Err(Error::Corrupt(format!(
-            "the payload frame is not the signed one ({} bytes read, {} signed, or its sha256 differs)",
-            hashed.count, expected.bytes
-        )));
+    io::copy(&mut hashed, &mut io::sink())?;
+    Ok((hashed.count, hex::encode(hashed.hasher.finalize())))
+}
+
+/// Reads the chunks [`decompress`] sends.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
-    Ok(signed)
 }
 
 /// The index and signature members of the index frame.

@@ -26,7 +26,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kojibox_kbx::read::{Limits, Signed, Trust};
 use kojibox_manifests::api::Progress;
@@ -227,7 +228,7 @@ fn install_locked(
         std::process::id(),
         jiff::Timestamp::now().as_nanosecond()
     ));
-    let read = Rc::new(Cell::new(0u64));
+    let read = Arc::new(AtomicU64::new(0));
     let stop: RefCell<Option<Stop>> = RefCell::new(None);
     let payloads: RefCell<Vec<Payload>> = RefCell::new(Vec::new());
     let created: RefCell<HashSet<PathBuf>> = RefCell::new(HashSet::new());
@@ -237,7 +238,7 @@ fn install_locked(
 
     let reader = CountingReader {
         inner: BufReader::with_capacity(1 << 20, file),
-        count: Rc::clone(&read),
+        count: Arc::clone(&read),
     };
     let on_index = |signed: &Signed| -> Result<(), kojibox_kbx::Error> {
         match plan(home, signed, current.as_ref(), host.as_deref(), options) {
@@ -253,7 +254,7 @@ fn install_locked(
         }
     };
     let on_member = |entry: &IndexEntry, data: Option<&mut dyn Read>| -> io::Result<()> {
-        let percent = 5 + (85 * read.get() / total).min(85) as u8;
+        let percent = 5 + (85 * read.load(Ordering::Relaxed) / total).min(85) as u8;
         if percent != progress.get() {
             progress.set(percent);
             reporter.borrow_mut().phase("extract", percent);
@@ -570,7 +571,13 @@ fn sync_tree(dir: &Path) -> Result<()> {
 
 fn write_file(dest: &Path, data: &mut dyn Read, mode: u32) -> io::Result<()> {
     let mut file = File::create_new(dest)?;
-    io::copy(data, &mut file)?;
+    let written = io::copy(data, &mut file)?;
+    // Start writing the file back to disk now, while the rest of the bundle is decompressed,
+    // so the one `syncfs` before the switch has little left to wait for.
+    #[cfg(target_os = "linux")]
+    if written >= 64 << 10 {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -590,13 +597,13 @@ fn make_symlink(target: &str, dest: &Path) -> io::Result<()> {
 
 struct CountingReader<R> {
     inner: R,
-    count: Rc<Cell<u64>>,
+    count: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
