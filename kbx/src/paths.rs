@@ -29,6 +29,17 @@ pub fn check_relative(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `value` is one plain path component: not empty, `.` or `..`, no separator, drive
+/// colon or control character, at most 128 bytes.
+pub fn is_component(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value != "."
+        && value != ".."
+        && !value.contains(['/', '\\', ':'])
+        && !value.chars().any(char::is_control)
+}
+
 /// Resolves a symlink `target` written in the folder of `link` (both relative to one root) and
 /// returns the root-relative path it points to, or `None` when it leaves the root or is absolute.
 pub fn resolve_link(link: &str, target: &str) -> Option<String> {
@@ -96,6 +107,14 @@ mod tests {
             "a\nb",
         ] {
             assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn components() {
+        assert!(is_component("16.14") && is_component("linux") && is_component("x64"));
+        for bad in ["", ".", "..", "a/b", "a\\b", "c:", "a\nb", &"x".repeat(129)] {
+            assert!(!is_component(bad), "{bad:?}");
         }
     }
 

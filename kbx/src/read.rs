@@ -236,7 +236,15 @@ fn decompress(
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let message = io::Error::new(e.kind(), e.to_string());
+                    let text = if e.to_string().contains("too much memory") {
+                        format!(
+                            "the payload frame needs a zstd window over the {} MiB limit",
+                            (1u64 << window_log_max) >> 20
+                        )
+                    } else {
+                        e.to_string()
+                    };
+                    let message = io::Error::new(e.kind(), text);
                     let _ = tx.send(Err(message));
                     return Err(e);
                 }
@@ -386,6 +394,33 @@ pub fn validate_index(index: &BundleIndex) -> Result<(), Error> {
     }
     if !index.manifest.bundle.signature.is_empty() {
         return invalid("the signed manifest must have an empty signature".into());
+    }
+    // Names become folder and file names (`runtime/bin/<name>/<version>/<os>-<arch>`,
+    // `runtime/services/<name>.json`): each must be one plain path component.
+    for s in &index.manifest.services {
+        if !kojibox_manifests::recipe::is_service_id(&s.name) {
+            return invalid(format!(
+                "service name {:?} is not a valid service id",
+                s.name
+            ));
+        }
+        for (what, value) in [("version", &s.version), ("os", &s.os), ("arch", &s.arch)] {
+            if !crate::paths::is_component(value) {
+                return invalid(format!(
+                    "service {}: {what} {value:?} is not a plain path component",
+                    s.name
+                ));
+            }
+        }
+    }
+    if let Some(name) = index
+        .templates
+        .keys()
+        .find(|name| !index.manifest.services.iter().any(|s| &s.name == *name))
+    {
+        return invalid(format!(
+            "template {name:?} names no service of the manifest"
+        ));
     }
     let roots: Vec<String> = index
         .manifest
