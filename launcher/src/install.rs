@@ -145,11 +145,15 @@ impl Reporter<'_> {
         if self.last.as_ref() == Some(&update) {
             return;
         }
-        let new_phase = self.last.as_ref().is_none_or(|l| l.phase != phase);
+        // Persisted at phase changes and every 10 percent: another process reading
+        // `installer.status` sees it move, without a file write per percent.
+        let new_phase = self
+            .last
+            .as_ref()
+            .is_none_or(|l| l.phase != phase || l.progress / 10 != progress / 10);
         (self.sink)(&update);
         self.last = Some(update);
         if new_phase {
-            // Persisted at phase changes only: a status file per percent would cost more than it tells.
             let _ = write_json(
                 &self.home.state().join("installer.json"),
                 &StatusFile {
@@ -228,6 +232,11 @@ fn install_locked(
         std::process::id(),
         jiff::Timestamp::now().as_nanosecond()
     ));
+    // Whatever happens below, this install's staging folder (and the parent, when empty) goes.
+    let _guard = StagingGuard {
+        home,
+        dir: staging.clone(),
+    };
     let read = Arc::new(AtomicU64::new(0));
     let stop: RefCell<Option<Stop>> = RefCell::new(None);
     let payloads: RefCell<Vec<Payload>> = RefCell::new(Vec::new());
@@ -287,7 +296,6 @@ fn install_locked(
     let outcome = kojibox_kbx::read::read_verified(reader, trust, &limits, on_index, on_member);
     let signed = match (outcome, stop.into_inner()) {
         (_, Some(Stop::Already)) => {
-            let _ = std::fs::remove_dir_all(&staging);
             let version = current.map(|m| m.version).unwrap_or_default();
             return Ok(InstallReport {
                 version,
@@ -300,21 +308,14 @@ fn install_locked(
             });
         }
         (_, Some(Stop::Refused(e))) => return Err(e),
-        (Err(e), None) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e.into());
-        }
+        (Err(e), None) => return Err(e.into()),
         (Ok(signed), None) => signed,
     };
     let reporter = reporter.into_inner();
     reporter.phase("finalize", 90);
-    let payloads = payloads.into_inner();
-    let result = finalize(home, &signed, &payloads, &staging);
-    let _ = std::fs::remove_dir_all(&staging);
-    let _ = std::fs::remove_dir(home.staging());
-    result?;
-
-    // Pin the signing key when the user named it (the first install, or an explicit --pubkey).
+    // Pin the signing key when the user named it (the first install, or an explicit --pubkey),
+    // before anything is switched: an install that becomes active must never depend on a key
+    // that is not pinned.
     let signer = signed
         .signature
         .split(':')
@@ -328,6 +329,8 @@ fn install_locked(
         store.add(key)?;
         pinned = true;
     }
+    let payloads = payloads.into_inner();
+    finalize(home, &signed, &payloads, &staging)?;
     Ok(InstallReport {
         version: signed.index.manifest.version.clone(),
         changed: true,
@@ -417,6 +420,21 @@ fn plan(
                     ),
                 )));
             }
+            None if present => {
+                // A folder no installed bundle vouches for: keep it only if it is exactly what
+                // this bundle signs.
+                let found =
+                    crate::runtime::scan_payload(&home.join(&root)).map_err(Stop::Refused)?;
+                let (checksum, size) = kojibox_kbx::digest::payload_digest(&found);
+                if checksum != service.checksum || size != service.size {
+                    return Err(Stop::Refused(Error::invalid(
+                        "Unknown files in the way",
+                        format!(
+                            "{root} exists but no installed bundle vouches for it and it differs from {label} in this bundle; move it away and install again"
+                        ),
+                    )));
+                }
+            }
             _ => {}
         }
         out.push(Payload {
@@ -489,6 +507,12 @@ fn finalize(home: &Home, signed: &Signed, payloads: &[Payload], staging: &Path) 
 fn write_templates(home: &Home, signed: &Signed) -> Result<bool> {
     let mut changed = false;
     for (name, template) in &signed.index.templates {
+        if !kojibox_manifests::recipe::is_service_id(name) {
+            return Err(Error::invalid(
+                "Invalid template name",
+                format!("{name:?} is not a service id"),
+            ));
+        }
         let path = home.services().join(format!("{name}.json"));
         let mut bytes = serde_json::to_vec_pretty(template)
             .map_err(|e| Error::io("serialize", &path)(e.into()))?;
@@ -539,8 +563,34 @@ pub fn recover(home: &Home) -> Result<Vec<String>> {
                 manifest.version
             ));
         }
+        raise_watermark(home, &manifest.version)?;
     }
     Ok(found)
+}
+
+/// [`recover`], unless an install is running right now (its staging is live): then nothing is
+/// touched and the note says so.
+pub fn recover_if_idle(home: &Home) -> Result<Vec<String>> {
+    match home.lock("install", "install") {
+        Ok(_lock) => recover(home),
+        Err(Error::Busy(_)) => Ok(vec![
+            "an install is running; its staging folder was left alone".into(),
+        ]),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes an install's staging folder on every way out of it.
+struct StagingGuard<'a> {
+    home: &'a Home,
+    dir: PathBuf,
+}
+
+impl Drop for StagingGuard<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir(self.home.staging());
+    }
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -129,7 +129,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Verify { json } => {
-            for line in launcher::install::recover(&home)? {
+            for line in launcher::install::recover_if_idle(&home)? {
                 eprintln!("note: {line}");
             }
             launcher::runtime::get_manifest(&home)?;
@@ -139,12 +139,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"clean": report.is_clean(), "payloads": payloads, "badIndexes": report.bad_indexes})
+                        &serde_json::json!({"clean": report.is_clean(), "payloads": payloads, "problems": report.problems})
                     )?
                 );
             } else {
-                for bad in &report.bad_indexes {
-                    println!("BAD SIGNATURE  {bad}");
+                for problem in &report.problems {
+                    println!("PROBLEM  {problem}");
                 }
                 for p in &report.payloads {
                     if p.drift.is_empty() {

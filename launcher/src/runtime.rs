@@ -172,25 +172,86 @@ pub struct PayloadCheck {
 pub struct VerifyReport {
     /// Every installed payload, checked.
     pub payloads: Vec<PayloadCheck>,
-    /// Stored indexes whose signature no longer verifies against the pinned keys.
-    pub bad_indexes: Vec<String>,
+    /// Problems beyond single payloads: an index whose signature no longer verifies, a missing
+    /// index, a manifest that differs from its signed index.
+    pub problems: Vec<String>,
 }
 
 impl VerifyReport {
     /// True when nothing drifted.
     pub fn is_clean(&self) -> bool {
-        self.bad_indexes.is_empty() && self.payloads.iter().all(|p| p.drift.is_empty())
+        self.problems.is_empty() && self.payloads.iter().all(|p| p.drift.is_empty())
     }
 }
 
-/// Re-verifies the install: each stored index's signature against the pinned keys, then every
-/// installed payload, file by file, against it.
+/// Re-verifies the install: the active manifest against its signed index (which must exist and
+/// verify against the pinned keys), every payload the manifest names (which must be present),
+/// and every other stored index's payloads still on disk, file by file.
 pub fn verify_installed(home: &Home) -> Result<VerifyReport> {
     let store = TrustStore::open(home.keys())?;
+    let manifest = get_manifest(home)?;
     let mut report = VerifyReport {
         payloads: vec![],
-        bad_indexes: vec![],
+        problems: vec![],
     };
+    let verify = |signed: &Signed| -> std::result::Result<(), String> {
+        let signature: Signature = signed
+            .signature
+            .parse()
+            .map_err(|e: kojibox_signing::Error| e.to_string())?;
+        store
+            .verify(&signed.index_bytes, &signature)
+            .map_err(|e| e.to_string())
+    };
+
+    // The active install: its index must be there and signed, and the manifest must be what it
+    // signs (restricted to the payloads installed here).
+    let active = load_index(home, &manifest.version)?;
+    match &active {
+        None => report.problems.push(format!(
+            "runtime/indexes/{}.json or .sig is missing: the active install cannot be verified",
+            manifest.version
+        )),
+        Some(signed) => match verify(signed) {
+            Err(e) => report
+                .problems
+                .push(format!("runtime/indexes/{}.json: {e}", manifest.version)),
+            Ok(()) => {
+                let signed_manifest = signed.installed_manifest();
+                let meta_ok = manifest.version == signed_manifest.version
+                    && manifest.bundle == signed_manifest.bundle;
+                let services_ok = manifest
+                    .services
+                    .iter()
+                    .all(|s| signed_manifest.services.contains(s));
+                if !meta_ok || !services_ok {
+                    report
+                        .problems
+                        .push("runtime/manifest.json differs from its signed index".into());
+                }
+            }
+        },
+    }
+    for service in &manifest.services {
+        let root = kojibox_kbx::paths::payload_root(
+            &service.name,
+            &service.version,
+            &service.os,
+            &service.arch,
+        );
+        if !home.join(&root).is_dir() {
+            let label = format!(
+                "{} {} {}-{}",
+                service.name, service.version, service.os, service.arch
+            );
+            report.payloads.push(PayloadCheck {
+                label,
+                root: root.clone(),
+                drift: vec![format!("missing payload folder: {root}")],
+            });
+        }
+    }
+
     for (path, _) in stored_indexes(home)? {
         let version = path
             .file_stem()
@@ -200,13 +261,10 @@ pub fn verify_installed(home: &Home) -> Result<VerifyReport> {
         let Some(signed) = load_index(home, &version)? else {
             continue;
         };
-        let verified = signed
-            .signature
-            .parse::<Signature>()
-            .map_err(Error::from)
-            .and_then(|sig| store.verify(&signed.index_bytes, &sig).map_err(Error::from));
-        if let Err(e) = verified {
-            report.bad_indexes.push(format!("{}: {e}", home.rel(&path)));
+        if let Err(e) = verify(&signed) {
+            if version != manifest.version {
+                report.problems.push(format!("{}: {e}", home.rel(&path)));
+            }
             continue;
         }
         for service in &signed.index.manifest.services {
@@ -217,7 +275,7 @@ pub fn verify_installed(home: &Home) -> Result<VerifyReport> {
                 &service.arch,
             );
             let dir = home.join(&root);
-            if !dir.is_dir() {
+            if !dir.is_dir() || report.payloads.iter().any(|p| p.root == root) {
                 continue;
             }
             let expected: BTreeMap<String, PayloadEntry> =
@@ -257,9 +315,7 @@ pub fn verify_installed(home: &Home) -> Result<VerifyReport> {
                 "{} {} {}-{}",
                 service.name, service.version, service.os, service.arch
             );
-            if !report.payloads.iter().any(|p| p.root == root) {
-                report.payloads.push(PayloadCheck { label, root, drift });
-            }
+            report.payloads.push(PayloadCheck { label, root, drift });
         }
     }
     Ok(report)
