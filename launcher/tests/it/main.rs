@@ -1,0 +1,10 @@
+//! Integration tests of the launcher: `kojibox install` and `kojibox verify` as a user runs them
+//! (the real binary, a fresh home per test), and the library functions behind the API.
+
+mod adversarial;
+mod craft;
+mod crash;
+mod install;
+mod installer;
+mod runtime;
+mod support;

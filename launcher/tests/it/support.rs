@@ -1,0 +1,431 @@
+//! Fixtures: real bundles built from small payload folders, a fresh home per test, the `kojibox`
+//! binary, and snapshots of a whole folder tree to prove what an install did (or did not) touch.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kojibox_kbx::write::{BundleSpec, PackOptions, PayloadSpec};
+use kojibox_manifests::model::{RuntimeManifest, ServiceBinary};
+use kojibox_manifests::recipe::ServiceTemplate;
+use kojibox_signing::SecretKey;
+use launcher::Home;
+use launcher::install::{InstallOptions, InstallReport};
+use sha2::{Digest, Sha256};
+
+/// The mtime written in every test bundle.
+pub const MTIME: u64 = 1_700_000_000;
+
+/// This machine's target (`linux-x64`).
+pub fn host() -> String {
+    kojibox_kbx::paths::host_target().expect("the tests run on a target bundles know")
+}
+
+/// A target that is not this machine's.
+pub fn foreign() -> String {
+    if host() == "darwin-arm64" {
+        "windows-x64".into()
+    } else {
+        "darwin-arm64".into()
+    }
+}
+
+/// The test signing key number `seed`.
+pub fn key(seed: u8) -> SecretKey {
+    SecretKey::from_seed(&[seed; 32])
+}
+
+/// `runtime/bin/<name>/<version>/<target>`.
+pub fn root(name: &str, version: &str, target: &str) -> String {
+    format!("runtime/bin/{name}/{version}/{target}")
+}
+
+/// One service payload of a bundle.
+#[derive(Debug, Clone)]
+pub struct Svc {
+    pub name: String,
+    pub version: String,
+    pub target: String,
+    /// Extra incompressible bytes, in 1 MiB files `data/blobN` (for crash tests).
+    pub big_mib: usize,
+}
+
+/// What a test bundle holds.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub version: String,
+    pub services: Vec<Svc>,
+    pub key: u8,
+    /// The templates' `displayName` (so two bundles can carry different templates).
+    pub display: Option<String>,
+}
+
+impl Spec {
+    /// Bundle `version` with service `demo` `service_version` for this machine, signed by key 1.
+    pub fn demo(version: &str, service_version: &str) -> Spec {
+        Spec {
+            version: version.into(),
+            services: vec![],
+            key: 1,
+            display: None,
+        }
+        .with("demo", service_version, &host())
+    }
+
+    /// Adds a service payload.
+    pub fn with(mut self, name: &str, version: &str, target: &str) -> Spec {
+        self.services.push(Svc {
+            name: name.into(),
+            version: version.into(),
+            target: target.into(),
+            big_mib: 0,
+        });
+        self
+    }
+
+    /// Signed by key `seed`.
+    pub fn signed_by(mut self, seed: u8) -> Spec {
+        self.key = seed;
+        self
+    }
+
+    /// Templates with this display name.
+    pub fn display(mut self, name: &str) -> Spec {
+        self.display = Some(name.into());
+        self
+    }
+
+    /// Makes every payload `mib` MiB bigger.
+    pub fn big(mut self, mib: usize) -> Spec {
+        for s in &mut self.services {
+            s.big_mib = mib;
+        }
+        self
+    }
+}
+
+/// Deterministic incompressible bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Writes a payload folder: an executable, a text file, a library and a symlink to it; the same
+/// service name, version and target always give the same bytes.
+fn write_payload(dir: &Path, svc: &Svc) {
+    let name = &svc.name;
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let exe = dir.join(format!("bin/{name}"));
+    std::fs::write(&exe, format!("#!/bin/sh\necho {name} {}\n", svc.version)).unwrap();
+    set_mode(&exe, 0o755);
+    let readme = format!("{name} {} for {}\n", svc.version, svc.target).repeat(40);
+    std::fs::write(dir.join("README.txt"), readme).unwrap();
+    let seed = svc.version.bytes().chain(svc.target.bytes());
+    let seed = seed.fold(7u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+    std::fs::write(dir.join(format!("lib/lib{name}.so.1.2")), noise(3000, seed)).unwrap();
+    std::os::unix::fs::symlink(
+        format!("lib{name}.so.1.2"),
+        dir.join(format!("lib/lib{name}.so.1")),
+    )
+    .unwrap();
+    if svc.big_mib > 0 {
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        for i in 0..svc.big_mib {
+            let blob = noise(1 << 20, seed ^ (i as u64 + 1));
+            std::fs::write(dir.join(format!("data/blob{i}")), blob).unwrap();
+        }
+    }
+}
+
+/// A test environment: a temporary folder holding the home (`home/`), key files (`keys/`),
+/// payload folders and bundles (`bundles/`).
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("kbx-it").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bundles")).unwrap();
+        Env { dir }
+    }
+
+    /// The environment's folder.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The home folder (not created).
+    pub fn home_dir(&self) -> PathBuf {
+        self.root().join("home")
+    }
+
+    pub fn home(&self) -> Home {
+        Home::at(&self.home_dir()).unwrap()
+    }
+
+    /// `<home>/<rel>`.
+    pub fn at(&self, rel: &str) -> PathBuf {
+        self.home_dir().join(rel)
+    }
+
+    /// The public key file of key `seed` (written on first use).
+    pub fn pubkey(&self, seed: u8) -> PathBuf {
+        let path = self.root().join(format!("keys/key{seed}.pub"));
+        if !path.exists() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            key(seed).public_key().write(&path).unwrap();
+        }
+        path
+    }
+
+    /// Builds `spec` into `bundles/<name>.kbx`.
+    pub fn bundle(&self, name: &str, spec: &Spec) -> PathBuf {
+        let mut payloads = Vec::new();
+        for svc in &spec.services {
+            let dir = self.root().join(format!(
+                "payloads/{name}/{}-{}-{}",
+                svc.name, svc.version, svc.target
+            ));
+            write_payload(&dir, svc);
+            let (os, arch) = svc.target.split_once('-').unwrap();
+            let root = root(&svc.name, &svc.version, &svc.target);
+            payloads.push(PayloadSpec {
+                binary: ServiceBinary {
+                    name: svc.name.clone(),
+                    version: svc.version.clone(),
+                    os: os.into(),
+                    arch: arch.into(),
+                    checksum: String::new(),
+                    size: 0,
+                    bin_path: format!("{root}/bin/{}", svc.name),
+                    default_ports: vec![],
+                    env: BTreeMap::new(),
+                    args: vec![],
+                },
+                entries: kojibox_kbx::write::walk_payload(&dir).unwrap(),
+            });
+        }
+        let template = ServiceTemplate {
+            display_name: spec.display.clone(),
+            ..ServiceTemplate::default()
+        };
+        let templates = spec
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), template.clone()))
+            .collect();
+        let bundle = BundleSpec {
+            version: spec.version.clone(),
+            source: "test".into(),
+            created_at: "2023-11-14T22:13:20Z".into(),
+            payloads,
+            templates,
+            provenance: vec![],
+        };
+        let options = PackOptions {
+            level: 1,
+            threads: 1,
+            mtime: MTIME,
+        };
+        let out = self.root().join(format!("bundles/{name}.kbx"));
+        kojibox_kbx::write::build(bundle, &key(spec.key), &options, &out, &mut |_| {}).unwrap();
+        out
+    }
+
+    /// Writes crafted bundle bytes to `bundles/<name>.kbx`.
+    pub fn write_bundle(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let out = self.root().join(format!("bundles/{name}.kbx"));
+        std::fs::write(&out, bytes).unwrap();
+        out
+    }
+
+    /// Installs with the library, trusting key `pubkey` (if any) besides the pinned ones.
+    pub fn install(&self, bundle: &Path, pubkey: Option<u8>) -> launcher::Result<InstallReport> {
+        self.install_with(
+            bundle,
+            InstallOptions {
+                pubkey: pubkey.map(|seed| self.pubkey(seed)),
+                ..InstallOptions::default()
+            },
+        )
+    }
+
+    pub fn install_with(
+        &self,
+        bundle: &Path,
+        options: InstallOptions,
+    ) -> launcher::Result<InstallReport> {
+        launcher::install::install(&self.home(), bundle, &options, &mut |_| {})
+    }
+
+    /// Runs `kojibox --home <home> ARGS`, with `KOJIBOX_FAULT` set when `fault` is given.
+    pub fn kojibox<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], fault: Option<&str>) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kojibox"));
+        command
+            .arg("--home")
+            .arg(self.home_dir())
+            .args(args)
+            .env_remove("KOJIBOX_HOME")
+            .env_remove("KOJIBOX_FAULT");
+        if let Some(fault) = fault {
+            command.env("KOJIBOX_FAULT", fault);
+        }
+        command.output().unwrap()
+    }
+
+    /// `kojibox install BUNDLE [--pubkey keys/keyN.pub] [EXTRA]`, which must succeed.
+    pub fn cli_install(&self, bundle: &Path, pubkey: Option<u8>, extra: &[&str]) -> Output {
+        let out = self.kojibox(&self.install_args(bundle, pubkey, extra), None);
+        assert!(out.status.success(), "install failed:\n{}", text(&out));
+        out
+    }
+
+    pub fn install_args(&self, bundle: &Path, pubkey: Option<u8>, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["install".to_owned(), bundle.to_str().unwrap().to_owned()];
+        if let Some(seed) = pubkey {
+            args.push("--pubkey".into());
+            args.push(self.pubkey(seed).to_str().unwrap().into());
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args
+    }
+
+    /// The installed manifest.
+    pub fn manifest(&self) -> RuntimeManifest {
+        launcher::runtime::get_manifest(&self.home()).unwrap()
+    }
+
+    /// The home's tree.
+    pub fn snapshot(&self) -> Tree {
+        snapshot(&self.home_dir())
+    }
+}
+
+/// Stdout and stderr of a run, for messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One node of a folder tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        mtime: (i64, i64),
+        sha256: String,
+    },
+    Link {
+        target: PathBuf,
+    },
+    Other {
+        mode: u32,
+    },
+}
+
+/// Every path under a folder (relative, `/`-separated) with what it is.
+pub type Tree = BTreeMap<String, Node>;
+
+/// Snapshots `root`: paths, modes, file contents and mtimes, link targets.
+pub fn snapshot(root: &Path) -> Tree {
+    let mut out = Tree::new();
+    if root.exists() {
+        walk(root, "", &mut out);
+    }
+    out
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Tree) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        let rel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let node = if meta.file_type().is_symlink() {
+            Node::Link {
+                target: std::fs::read_link(&path).unwrap(),
+            }
+        } else if meta.is_dir() {
+            walk(&path, &rel, out);
+            Node::Dir { mode }
+        } else if meta.is_file() {
+            Node::File {
+                mode,
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                sha256: hex::encode(Sha256::digest(std::fs::read(&path).unwrap())),
+            }
+        } else {
+            Node::Other { mode }
+        };
+        out.insert(rel, node);
+    }
+}
+
+/// The paths that differ between two trees, each with how.
+pub fn diff(before: &Tree, after: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, node) in before {
+        match after.get(path) {
+            None => out.push(format!("removed {path}")),
+            Some(other) if other != node => out.push(format!("changed {path}")),
+            Some(_) => {}
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        out.push(format!("added {path}"));
+    }
+    out
+}
+
+/// The part of a tree under `prefix/`.
+pub fn subtree(tree: &Tree, prefix: &str) -> Tree {
+    let prefix = format!("{prefix}/");
+    tree.iter()
+        .filter(|(p, _)| p.starts_with(&prefix))
+        .map(|(p, n)| (p.clone(), n.clone()))
+        .collect()
+}
