@@ -12,7 +12,8 @@
 //! (malformed JSON, a missing `method`), then the params for that method, with the path of the
 //! offending field (`ports.db`). Missing or `null` params mean `{}`.
 //!
-//! Documented additions to the contract: `services.logs` takes `tail` as optional (default chosen
+//! Documented additions to the contract: the methods `services.describe` (a service's
+//! definition) and `services.up` (start every enabled service); `services.logs` takes `tail` as optional (default chosen
 //! by the server); `installer.start` takes an optional `path`; `logs.query`/`logs.export` filters
 //! also accept `since`, `until` and `contains`.
 
@@ -49,6 +50,8 @@ macro_rules! for_each_method {
             (ServicesRestart, "services.restart", $crate::api::IdParams, $crate::model::ServiceState, "Restarts a service."),
             (ServicesLogs, "services.logs", $crate::api::LogsParams, ::std::vec::Vec<$crate::model::LogEntry>, "The last lines of a service's log."),
             (ServicesHealth, "services.health", $crate::api::IdParams, $crate::model::HealthCheck, "A service's configured health check."),
+            (ServicesDescribe, "services.describe", $crate::api::IdParams, $crate::model::ServiceDefinition, "Addition: the definition a service runs with (ports, args, env, health check, placeholders expanded)."),
+            (ServicesUp, "services.up", $crate::api::Empty, ::std::vec::Vec<$crate::model::ServiceState>, "Addition: starts every enabled service, dependencies first; answers with their states."),
             (ConfigGetApp, "config.getApp", $crate::api::Empty, $crate::model::AppConfig, "The app settings."),
             (ConfigSetApp, "config.setApp", $crate::model::AppConfig, $crate::api::Ack, "Replaces the app settings."),
             (ConfigGetService, "config.getService", $crate::api::IdParams, $crate::model::ServiceConfig, "A service's settings."),
@@ -94,7 +97,8 @@ macro_rules! define_api {
             )*
         }
 
-        /// Every method's wire name, in the contract's order.
+        /// Every method's wire name: the contract's, in its order, and the documented
+        /// [`ADDITIONS`].
         pub const METHODS: &[&str] = &[$($name),*];
 
         /// A request: `{"method": "...", "params": {...}}`.
@@ -136,19 +140,35 @@ macro_rules! define_api {
 
 for_each_method!(define_api);
 
+/// Methods this implementation adds to the contract (documented in the README).
+pub const ADDITIONS: &[&str] = &["services.describe", "services.up"];
+
 impl Request {
     /// Parses a request body, naming what is wrong when it cannot.
     pub fn from_slice(body: &[u8]) -> Result<Request, RequestError> {
-        let raw: RawRequest =
+        let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        Request::from_value(value)
+    }
+
+    /// Builds a request from a JSON value, which must be an object (serde would otherwise also
+    /// take an array, matching fields by position).
+    pub fn from_value(value: serde_json::Value) -> Result<Request, RequestError> {
+        if !value.is_object() {
+            return Err(RequestError::Malformed(
+                "the body is not a JSON object".into(),
+            ));
+        }
+        let raw: RawRequest =
+            serde_json::from_value(value).map_err(|e| RequestError::Malformed(e.to_string()))?;
         Request::from_parts(&raw.method, raw.params)
     }
 }
 
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = RawRequest::deserialize(deserializer)?;
-        Request::from_parts(&raw.method, raw.params).map_err(D::Error::custom)
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Request::from_value(value).map_err(D::Error::custom)
     }
 }
 
