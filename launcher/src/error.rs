@@ -46,6 +46,36 @@ pub enum Error {
     /// Another operation holds the lock.
     #[error("{0}")]
     Busy(String),
+    /// The named object does not exist.
+    #[error("{detail}")]
+    NotFound {
+        /// What was looked for.
+        detail: String,
+    },
+    /// A port is taken.
+    #[error("{detail}")]
+    PortConflict {
+        /// Which port, and its owner when known.
+        detail: String,
+    },
+    /// The OS (or the service user's rights) forbids it.
+    #[error("{detail}")]
+    PermissionDenied {
+        /// Why, and how to fix it.
+        detail: String,
+    },
+    /// A method of the contract this build does not serve yet.
+    #[error("{detail}")]
+    Unavailable {
+        /// Which one.
+        detail: String,
+    },
+    /// A dependency failed.
+    #[error("{detail}")]
+    DependencyFailed {
+        /// Which one, and why.
+        detail: String,
+    },
     /// A stored file is corrupt.
     #[error("{} is corrupt: {detail}", path.display())]
     Corrupt {
@@ -102,6 +132,15 @@ impl Error {
                 (ErrorCode::ChecksumMismatch, "Installed files were altered")
             }
             Error::Busy(_) => (ErrorCode::Busy, "Another operation is in progress"),
+            Error::NotFound { .. } => (ErrorCode::NotFound, "Not found"),
+            Error::Unavailable { .. } => (ErrorCode::MethodNotFound, "Method not available"),
+            Error::PortConflict { .. } => {
+                (ErrorCode::PortConflict, "Requested port is already in use")
+            }
+            Error::PermissionDenied { .. } => {
+                (ErrorCode::PermissionDenied, "Insufficient permission")
+            }
+            Error::DependencyFailed { .. } => (ErrorCode::DependencyFailed, "A dependency failed"),
             Error::Corrupt { .. } => (ErrorCode::Internal, "A stored file is corrupt"),
         };
         let message = match self {

@@ -1,8 +1,13 @@
-//! `kojibox` as a library: the home, the installer and the installed runtime.
+//! `kojibox` as a library: the home, the installer, the installed runtime, the supervisor and
+//! the daemon.
 //!
 //! The binary (`src/main.rs`) parses arguments and calls in here, so tests drive the same code.
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod client;
+pub mod clock;
+pub mod daemon;
 pub mod error;
 mod fault;
 pub mod fsutil;
@@ -11,6 +16,7 @@ pub mod install;
 pub mod installer;
 pub mod runtime;
 pub mod settings;
+pub mod supervisor;
 
 pub use error::{Error, Result};
 pub use home::Home;

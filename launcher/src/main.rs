@@ -1,5 +1,7 @@
 //! `kojibox`: installs runtime bundles offline, supervises services and serves the API.
 
+mod commands;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +20,9 @@ struct Cli {
     /// `kojibox.portable` file is beside it, else the user data folder (~/.local/share/kojibox).
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<PathBuf>,
+    /// Print JSON for scripts (status, start, stop, restart, logs, up, verify).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,13 +47,81 @@ enum Command {
         #[arg(long)]
         allow_downgrade: bool,
     },
+    /// Run the daemon in the foreground: supervise the installed services until Ctrl-C.
+    ///
+    /// Stops every service (in reverse dependency order) on SIGINT or SIGTERM. Services die with
+    /// the daemon even if it is killed, and a new daemon ends any a previous one left behind.
+    Serve {
+        /// Start every enabled service at once.
+        #[arg(long)]
+        up: bool,
+        /// Where the API listens (a loopback address:port). Default: settings `listen`, else
+        /// 127.0.0.1:0 (any free port; the CLI finds it in app/state/api.json).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Re-hash every installed payload against its signed index and report any drift.
     ///
     /// Exits 0 when everything is intact, 1 otherwise.
-    Verify {
-        /// Print JSON for scripts.
+    Verify,
+    /// Start the daemon in the background if none runs, then every enabled service; wait until
+    /// they are running.
+    Up,
+    /// Stop every service and the daemon.
+    Down,
+    /// Show the services: state, pid, ports, uptime.
+    Status,
+    /// Start a service (its dependencies first).
+    Start {
+        /// The service id.
+        id: String,
+        /// Wait until it is running (or failed).
         #[arg(long)]
-        json: bool,
+        wait: bool,
+    },
+    /// Stop a service.
+    Stop {
+        /// The service id.
+        id: String,
+        /// Wait until it is stopped.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Restart a service.
+    Restart {
+        /// The service id.
+        id: String,
+        /// Wait until it is running again (or failed).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print a service's recent log lines.
+    Logs {
+        /// The service id.
+        id: String,
+        /// How many lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 100)]
+        lines: u32,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Print the daemon's events as JSON lines until interrupted.
+    Events {
+        /// Only events with this name (`service:stateChanged`) or prefix (`service:*`); repeat
+        /// for more.
+        #[arg(long = "filter", value_name = "NAME")]
+        filters: Vec<String>,
+        /// Replay buffered events after this id first.
+        #[arg(long, value_name = "ID")]
+        since: Option<u64>,
+    },
+    /// Call any API method and print the answer's envelope; exit 1 on an error envelope.
+    Rpc {
+        /// The method, e.g. services.list.
+        method: String,
+        /// Its params as JSON, e.g. '{"id": "postgres"}'. Default: {}.
+        params: Option<String>,
     },
 }
 
@@ -128,7 +201,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
-        Command::Verify { json } => {
+        Command::Serve { up, listen } => {
+            launcher::daemon::serve(&home, &launcher::daemon::ServeOptions { up, listen })?;
+        }
+        Command::Up => return commands::up(&home, cli.json),
+        Command::Down => return commands::down(&home),
+        Command::Status => return commands::status(&home, cli.json),
+        Command::Start { id, wait } => {
+            return commands::control(&home, commands::Action::Start, &id, wait, cli.json);
+        }
+        Command::Stop { id, wait } => {
+            return commands::control(&home, commands::Action::Stop, &id, wait, cli.json);
+        }
+        Command::Restart { id, wait } => {
+            return commands::control(&home, commands::Action::Restart, &id, wait, cli.json);
+        }
+        Command::Logs { id, lines, follow } => {
+            return commands::logs(&home, &id, lines, follow, cli.json);
+        }
+        Command::Events { filters, since } => return commands::events(&home, &filters, since),
+        Command::Rpc { method, params } => return commands::rpc(&home, &method, params.as_deref()),
+        Command::Verify => {
+            let json = cli.json;
             for line in launcher::install::recover_if_idle(&home)? {
                 eprintln!("note: {line}");
             }

@@ -13,6 +13,12 @@ pub struct Settings {
     /// The bundle `installer.start` installs (a path, absolute or home-relative).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub install_source: Option<String>,
+    /// The user services run as when kojibox runs as root (default `nobody`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_user: Option<String>,
+    /// Where the API listens (a loopback `address:port`; default `127.0.0.1:0`, any free port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 impl Settings {

@@ -1,0 +1,163 @@
+//! The CLI's side of the API: finds the daemon through `app/state/api.json` and
+//! `app/state/api-token`, calls methods (typed or raw) and reads the event stream.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use kojibox_manifests::api::Method;
+use kojibox_manifests::event::{Event, EventEnvelope};
+use kojibox_manifests::{ApiError, Response};
+use serde_json::Value;
+
+use crate::api::Endpoint;
+use crate::error::{Error, Result};
+use crate::fsutil::read_json;
+use crate::home::Home;
+
+/// A connection to a running daemon.
+pub struct Client {
+    endpoint: Endpoint,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+/// A call that failed: the daemon's error envelope, or no answer at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The daemon answered with an error envelope.
+    #[error("{}: {}", .0.code, .0.detail)]
+    Api(ApiError),
+    /// The daemon could not be reached or answered nonsense.
+    #[error(transparent)]
+    Transport(#[from] Error),
+}
+
+impl Client {
+    /// Connects to the daemon of `home`, or says clearly that none runs.
+    pub fn connect(home: &Home) -> Result<Client> {
+        let no_daemon = |why: &str| Error::NotFound {
+            detail: format!(
+                "no kojibox daemon runs for {} ({why}): start one with `kojibox up` or `kojibox serve`",
+                home.root().display()
+            ),
+        };
+        let endpoint: Endpoint = read_json(&home.state().join("api.json"))?
+            .ok_or_else(|| no_daemon("no app/state/api.json"))?;
+        let token = std::fs::read_to_string(home.state().join("api-token"))
+            .map_err(|_| no_daemon("no app/state/api-token"))?;
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(None)
+            .build()
+            .map_err(|e| Error::invalid("Could not start the HTTP client", e.to_string()))?;
+        let client = Client {
+            endpoint,
+            token: token.trim().to_owned(),
+            http,
+        };
+        // A daemon killed without cleanup leaves api.json behind: make sure someone answers.
+        if std::net::TcpStream::connect_timeout(&client.address()?, Duration::from_secs(2)).is_err()
+        {
+            return Err(no_daemon(&format!(
+                "nothing answers at {}; pid {} has stopped",
+                client.endpoint.url, client.endpoint.pid
+            )));
+        }
+        Ok(client)
+    }
+
+    fn address(&self) -> Result<std::net::SocketAddr> {
+        let host = self.endpoint.url.trim_start_matches("http://");
+        host.parse().map_err(|_| Error::Corrupt {
+            path: "app/state/api.json".into(),
+            detail: format!("url `{}` is not http://ADDRESS:PORT", self.endpoint.url),
+        })
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.endpoint.pid
+    }
+
+    /// The daemon's URL.
+    pub fn url(&self) -> &str {
+        &self.endpoint.url
+    }
+
+    /// Calls `method` with raw params and returns the whole envelope.
+    pub fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
+        let body = serde_json::json!({ "method": method, "params": params });
+        let response = self
+            .http
+            .post(format!("{}/rpc", self.endpoint.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .map_err(|e| Error::invalid("The daemon did not answer", e.to_string()))?;
+        response
+            .json()
+            .map_err(|e| Error::invalid("The daemon's answer is not JSON", e.to_string()))
+    }
+
+    /// Calls a method with typed params and result.
+    pub fn call<M: Method>(&self, params: &M::Params) -> std::result::Result<M::Output, CallError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| Error::invalid("Could not encode params", e.to_string()))?;
+        let envelope = self.call_raw(M::NAME, params)?;
+        let response: Response<M::Output> = serde_json::from_value(envelope)
+            .map_err(|e| Error::invalid("Unexpected answer", format!("{}: {e}", M::NAME)))?;
+        response.into_result().map_err(CallError::Api)
+    }
+
+    /// Opens the event stream (after `last_id`, when given) and hands each event to `each`
+    /// until it returns false or the stream ends.
+    pub fn events(
+        &self,
+        last_id: Option<u64>,
+        mut each: impl FnMut(EventEnvelope) -> bool,
+    ) -> Result<()> {
+        let mut request = self
+            .http
+            .get(format!("{}/events", self.endpoint.url))
+            .bearer_auth(&self.token);
+        if let Some(id) = last_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request
+            .send()
+            .map_err(|e| Error::invalid("The daemon did not answer", e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(Error::invalid(
+                "The event stream was refused",
+                response.status().to_string(),
+            ));
+        }
+        let (mut id, mut name, mut data) = (None::<u64>, String::new(), String::new());
+        for line in BufReader::new(response).lines() {
+            let line = line.map_err(|e| Error::invalid("The event stream broke", e.to_string()))?;
+            if line.is_empty() {
+                if let (Some(event_id), false) = (id, name.is_empty())
+                    && let Ok(payload) = serde_json::from_str::<Value>(&data)
+                    && let Ok(event) = Event::from_parts(&name, payload)
+                    && !each(EventEnvelope {
+                        id: event_id,
+                        event,
+                    })
+                {
+                    return Ok(());
+                }
+                (id, name, data) = (None, String::new(), String::new());
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        Ok(())
+    }
+}
