@@ -2,6 +2,7 @@
 //! (the real binary, a fresh home per test), and the library functions behind the API.
 
 mod adversarial;
+mod api;
 mod craft;
 mod crash;
 mod install;
