@@ -527,9 +527,24 @@ async fn prepare(
             Prepared::SpawnFailed(why)
         };
     }
-    let spec = SpawnSpec {
-        program: def.program.clone(),
-        args: def.contract.args.clone(),
+    let spec = spawn_spec(&def, &ctx, def.program.clone(), def.contract.args.clone());
+    match ctx.spawner.spawn(spec).await {
+        Ok(spawned) if cancel.is_cancelled() => Prepared::Cancelled(Some(spawned)),
+        Ok(spawned) => Prepared::Spawned(spawned),
+        Err(e) => Prepared::SpawnFailed(e.to_string()),
+    }
+}
+
+/// What to spawn for `def`: `program` with `args`, in its environment, folder and user.
+fn spawn_spec(
+    def: &Definition,
+    ctx: &Context,
+    program: std::path::PathBuf,
+    args: Vec<String>,
+) -> SpawnSpec {
+    SpawnSpec {
+        program,
+        args,
         env: def
             .contract
             .env
@@ -538,11 +553,6 @@ async fn prepare(
             .collect(),
         cwd: def.contract.cwd.clone().into(),
         user: ctx.user.clone(),
-    };
-    match ctx.spawner.spawn(spec).await {
-        Ok(spawned) if cancel.is_cancelled() => Prepared::Cancelled(Some(spawned)),
-        Ok(spawned) => Prepared::Spawned(spawned),
-        Err(e) => Prepared::SpawnFailed(e.to_string()),
     }
 }
 
@@ -581,22 +591,12 @@ async fn prepare_data(
         let step = format!("setup step {} ({})", n + 1, argv.join(" "));
         logs.note(LogLevel::Info, format!("running {step}"));
         let program = std::path::Path::new(&argv[0]);
-        let spec = SpawnSpec {
-            program: if program.is_absolute() {
-                program.to_owned()
-            } else {
-                ctx.home.join(program)
-            },
-            args: argv[1..].to_vec(),
-            env: def
-                .contract
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            cwd: def.contract.cwd.clone().into(),
-            user: ctx.user.clone(),
+        let program = if program.is_absolute() {
+            program.to_owned()
+        } else {
+            ctx.home.join(program)
         };
+        let spec = spawn_spec(def, ctx, program, argv[1..].to_vec());
         let spawned = ctx
             .spawner
             .spawn(spec)
