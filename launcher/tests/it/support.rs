@@ -429,3 +429,133 @@ pub fn subtree(tree: &Tree, prefix: &str) -> Tree {
         .map(|(p, n)| (p.clone(), n.clone()))
         .collect()
 }
+
+/// A service for the supervisor tests: a `/bin/sh` script (the payload's `bin/<name>`) with its
+/// template, ports and environment. The script gets `DATA` (its `${data}` folder) and, for each
+/// port, `PORT_<NAME>` (upper case), expanded by the launcher from the placeholders.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub name: String,
+    pub script: String,
+    pub template: ServiceTemplate,
+    pub ports: Vec<(String, u16)>,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    /// Service `name` running `script`; pid health check probed every 100 ms, no retries,
+    /// 2 s stop timeout (each test sets what it is about).
+    pub fn new(name: &str, script: &str) -> Fixture {
+        use kojibox_manifests::model::{HealthCheck, HealthCheckType, RestartPolicy};
+        Fixture {
+            name: name.into(),
+            script: script.into(),
+            template: ServiceTemplate {
+                health_check: Some(HealthCheck {
+                    kind: HealthCheckType::Pid,
+                    target: String::new(),
+                    timeout_ms: 500,
+                    interval_ms: 100,
+                }),
+                restart_policy: Some(RestartPolicy {
+                    max_retries: 0,
+                    backoff_ms: 100,
+                }),
+                stop_timeout_ms: Some(2000),
+                ..ServiceTemplate::default()
+            },
+            ports: vec![],
+            env: BTreeMap::from([("DATA".to_owned(), "${data}".to_owned())]),
+        }
+    }
+
+    /// Adds TCP port `name` (the script sees `PORT_<NAME>`).
+    pub fn port(mut self, name: &str, port: u16) -> Fixture {
+        self.env.insert(
+            format!("PORT_{}", name.to_ascii_uppercase()),
+            format!("${{port.{name}}}"),
+        );
+        self.ports.push((name.into(), port));
+        self
+    }
+
+    /// Changes the template.
+    pub fn template(mut self, change: impl FnOnce(&mut ServiceTemplate)) -> Fixture {
+        change(&mut self.template);
+        self
+    }
+}
+
+impl Env {
+    /// An environment services can run in: a fresh folder directly under `/tmp`, traversable by
+    /// everyone, because a launcher running as root runs services as `nobody`, who must reach
+    /// the home (a temp dir elsewhere, e.g. under a `TMPDIR` in `/root`, would not do).
+    pub fn for_services() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("kbx-sv")
+            .tempdir_in("/tmp")
+            .unwrap();
+        set_mode(dir.path(), 0o755);
+        assert!(dir.path().starts_with("/tmp"), "{}", dir.path().display());
+        std::fs::create_dir_all(dir.path().join("bundles")).unwrap();
+        Env { dir }
+    }
+
+    /// Builds the fixtures into one bundle (signed by key 1) and installs it with the library.
+    pub fn install_fixtures(&self, fixtures: &[Fixture]) {
+        use kojibox_manifests::model::{PortDef, Protocol};
+        let (version, target) = ("1.0", host());
+        let (os, arch) = target.split_once('-').unwrap();
+        let mut payloads = Vec::new();
+        for f in fixtures {
+            let dir = self.root().join(format!("payloads/fixtures/{}", f.name));
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            let exe = dir.join(format!("bin/{}", f.name));
+            std::fs::write(&exe, format!("#!/bin/sh\n{}\n", f.script)).unwrap();
+            set_mode(&exe, 0o755);
+            let root = root(&f.name, version, &target);
+            payloads.push(PayloadSpec {
+                binary: ServiceBinary {
+                    name: f.name.clone(),
+                    version: version.into(),
+                    os: os.into(),
+                    arch: arch.into(),
+                    checksum: String::new(),
+                    size: 0,
+                    bin_path: format!("{root}/bin/{}", f.name),
+                    default_ports: f
+                        .ports
+                        .iter()
+                        .map(|(name, port)| PortDef {
+                            name: name.clone(),
+                            port: *port,
+                            protocol: Protocol::Tcp,
+                        })
+                        .collect(),
+                    env: f.env.clone(),
+                    args: vec![],
+                },
+                entries: kojibox_kbx::write::walk_payload(&dir).unwrap(),
+            });
+        }
+        let bundle = BundleSpec {
+            version: "1.0.0".into(),
+            source: "test".into(),
+            created_at: "2023-11-14T22:13:20Z".into(),
+            payloads,
+            templates: fixtures
+                .iter()
+                .map(|f| (f.name.clone(), f.template.clone()))
+                .collect(),
+            provenance: vec![],
+        };
+        let options = PackOptions {
+            level: 1,
+            threads: 1,
+            mtime: MTIME,
+        };
+        let out = self.root().join("bundles/fixtures.kbx");
+        kojibox_kbx::write::build(bundle, &key(1), &options, &out, &mut |_| {}).unwrap();
+        self.install(&out, Some(1)).unwrap();
+    }
+}
