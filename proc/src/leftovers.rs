@@ -47,12 +47,14 @@ pub enum LeftoverOutcome {
     /// The recorded process was still running: its group was ended.
     Terminated(Termination),
     /// No process runs with that pid. `group_left` lists processes still in its process group
-    /// (children that outlived their leader); they are left alone because nothing proves they
-    /// belong to the service.
+    /// that outlived their leader but started before it (not its children), left alone.
     Gone {
         /// Running members of the recorded group.
         group_left: Vec<u32>,
     },
+    /// The recorded process had died, but processes of its group were still running: they
+    /// were ended.
+    Orphans(Termination),
     /// A different process (other start time) holds the pid now: left alone.
     PidReused {
         /// The start time of the process that holds the pid now.
@@ -171,14 +173,35 @@ async fn settle(record: &Record, boot: Option<&str>, grace: Duration) -> Leftove
         Some(start_time) if start_time != record.start_time => {
             LeftoverOutcome::PidReused { start_time }
         }
+        Some(_) if leader_is_dead(record.pid) => end_orphans(record, grace).await,
         Some(_) => LeftoverOutcome::Terminated(end_verified(record, grace).await),
         None if !cfg!(target_os = "linux") && crate::is_alive(record.pid) => {
             LeftoverOutcome::Unverifiable
         }
-        None => LeftoverOutcome::Gone {
-            group_left: stray_members(record.pgid),
-        },
+        None => end_orphans(record, grace).await,
     }
+}
+
+/// A zombie leader has stopped: it is not "left running", but it proves its group is ours.
+fn leader_is_dead(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    return crate::procfs::stat(pid).is_some_and(|s| s.is_dead());
+    #[cfg(not(target_os = "linux"))]
+    return !crate::is_alive(pid);
+}
+
+/// The recorded leader is gone (it died with the daemon): members of its group that are still
+/// alive are its own children. Linux does not give out a number that is still some group's id,
+/// so while the group lives it is the recorded one; members must also have started no earlier
+/// than the leader (same boot, checked above). They are ended like the group they are.
+async fn end_orphans(record: &Record, grace: Duration) -> LeftoverOutcome {
+    let (ours, others): (Vec<u32>, Vec<u32>) = stray_members(record.pgid)
+        .into_iter()
+        .partition(|pid| crate::process_start_time(*pid).is_some_and(|t| t >= record.start_time));
+    if ours.is_empty() {
+        return LeftoverOutcome::Gone { group_left: others };
+    }
+    LeftoverOutcome::Orphans(crate::terminate_group(record.pgid, grace).await)
 }
 
 /// Ends a process whose identity was verified. Its group is ended only if it still leads one
