@@ -51,7 +51,11 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
     let (events, rx) = broadcast::channel(4096);
     tokio::spawn(narrate(rx));
     let hub = EventHub::start(events.subscribe());
-    let (supervisor, notes) = Supervisor::start(home, events.clone()).await?;
+    let watchdog = crate::watchdog::Watchdog::start()
+        .map(Arc::new)
+        .map_err(Error::io("start the watchdog for", home.root()))?;
+    let (supervisor, notes) =
+        Supervisor::start_with(home, events.clone(), Some(Arc::clone(&watchdog))).await?;
     let supervisor = Arc::new(supervisor);
     for note in notes {
         eprintln!("note: {note}");
@@ -112,6 +116,7 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
     wait_for_signal().await;
     eprintln!("stopping services...");
     supervisor.shutdown().await;
+    watchdog.finish();
     api::remove_endpoint(home);
     hub.close();
     closing.cancel();

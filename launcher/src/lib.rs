@@ -17,6 +17,7 @@ pub mod installer;
 pub mod runtime;
 pub mod settings;
 pub mod supervisor;
+pub mod watchdog;
 
 pub use error::{Error, Result};
 pub use home::Home;

@@ -116,6 +116,9 @@ enum Command {
         #[arg(long, value_name = "ID")]
         since: Option<u64>,
     },
+    /// Internal: the daemon's watchdog (ends service groups if the daemon dies).
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog,
     /// Call any API method and print the answer's envelope; exit 1 on an error envelope.
     Rpc {
         /// The method, e.g. services.list.
@@ -136,6 +139,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Watchdog = cli.command {
+        launcher::watchdog::run();
+        return Ok(ExitCode::SUCCESS);
+    }
     let (home, _) = Home::resolve(cli.home.as_deref())?;
     match cli.command {
         Command::Install {
@@ -204,6 +211,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { up, listen } => {
             launcher::daemon::serve(&home, &launcher::daemon::ServeOptions { up, listen })?;
         }
+        // Handled before the home is resolved.
+        Command::Watchdog => {}
         Command::Up => return commands::up(&home, cli.json),
         Command::Down => return commands::down(&home),
         Command::Status => return commands::status(&home, cli.json),

@@ -1,7 +1,7 @@
 //! One actor per service: a task that owns the child process and its lifecycle, driven by
 //! [`Control`] messages, and `select!`s over the child's exit, a pending spawn, the restart
 //! timer, health probes and the stop in progress. Every state change goes through the pure
-//! [`step`](super::lifecycle::step); this file only carries out its effects.
+//! [`step`]; this file only carries out its effects.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +38,9 @@ pub enum Control {
     Restart(oneshot::Sender<Result<ServiceState>>),
     /// Stop, wait until stopped, then end the actor.
     Shutdown(oneshot::Sender<()>),
+    /// Could not start for a reason found outside the actor (a dependency refused to start):
+    /// from stopped or error, go to `error` with this `lastError`.
+    Fail(String, oneshot::Sender<ServiceState>),
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -76,6 +79,10 @@ pub struct Actor {
     terminating: Option<BoxFuture<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     restart_reply: Option<oneshot::Sender<Result<ServiceState>>>,
+    /// The main process exited during a stop; applied once its whole group is gone.
+    exit_pending: Option<String>,
+    /// The group being terminated, for the watchdog to forget once it is gone.
+    terminated_group: Option<u32>,
 }
 
 impl Actor {
@@ -105,6 +112,8 @@ impl Actor {
             terminating: None,
             shutdown: None,
             restart_reply: None,
+            exit_pending: None,
+            terminated_group: None,
         };
         (actor, rx)
     }
@@ -150,7 +159,16 @@ impl Actor {
                     self.stable_at = None;
                     self.apply(Input::Stable);
                 }
-                () = poll(&mut self.terminating) => self.terminating = None,
+                () = poll(&mut self.terminating) => {
+                    self.terminating = None;
+                    if let Some(pgid) = self.terminated_group.take() {
+                        self.forget_group(pgid);
+                    }
+                    // Only now is the whole group gone: `stopped` must mean nothing is left.
+                    if let Some(how) = self.exit_pending.take() {
+                        self.apply(Input::Exited(how));
+                    }
+                }
             }
         }
     }
@@ -187,6 +205,22 @@ impl Actor {
             Control::Shutdown(reply) => {
                 self.apply(Input::Stop);
                 self.shutdown = Some(reply);
+            }
+            Control::Fail(why, reply) => {
+                if matches!(
+                    self.lc.status,
+                    ServiceStatus::Stopped | ServiceStatus::Error
+                ) {
+                    self.logs
+                        .note(LogLevel::Error, format!("cannot start: {why}"));
+                    self.lc = Lifecycle {
+                        status: ServiceStatus::Error,
+                        last_error: Some(why),
+                        ..Lifecycle::default()
+                    };
+                    self.publish();
+                }
+                let _ = reply.send(self.view());
             }
         }
     }
@@ -274,6 +308,7 @@ impl Actor {
     fn terminate(&mut self) {
         if let Some(running) = &self.running {
             let (pgid, grace) = (running.pid, self.def.stop_timeout);
+            self.terminated_group = Some(pgid);
             let logs = Arc::clone(&self.logs);
             self.terminating = Some(Box::pin(async move {
                 let outcome = kojibox_proc::terminate_group(pgid, grace).await;
@@ -325,6 +360,9 @@ impl Actor {
                         pid,
                         Arc::clone(&self.logs),
                     ));
+                }
+                if let Some(watchdog) = &self.ctx.watchdog {
+                    watchdog.watch(pid);
                 }
                 self.logs.note(LogLevel::Info, format!("spawned pid {pid}"));
                 self.running = Some(Running {
@@ -385,6 +423,11 @@ impl Actor {
         self.probe = None;
         self.stable_at = None;
         self.set_verdict(HealthStatus::Unknown);
+        if expected && self.terminating.is_some() {
+            self.exit_pending = Some(how);
+            return;
+        }
+        self.forget_group(running.pid);
         let why = if expected {
             how
         } else {
@@ -441,6 +484,12 @@ impl Actor {
             )
         {
             self.next_probe = Some(Instant::now() + interval);
+        }
+    }
+
+    fn forget_group(&self, pgid: u32) {
+        if let Some(watchdog) = &self.ctx.watchdog {
+            watchdog.forget(pgid);
         }
     }
 

@@ -224,11 +224,12 @@ fn fail(
     next.status = ServiceStatus::Starting;
     next.backing_off = true;
     let delay = backoff(policy, next.restarts);
+    // The process is being ended (or is gone): its exit is expected and must not count as a
+    // second failure, so the pid goes now.
+    next.pid = None;
     if still_running {
-        // Keep the pid until the process is gone; the exit that follows is expected.
         vec![Effect::Terminate, Effect::RestartAfter(delay)]
     } else {
-        next.pid = None;
         vec![Effect::RestartAfter(delay)]
     }
 }
@@ -397,7 +398,7 @@ mod tests {
         ]);
         assert_eq!(
             (state.status, state.pid, state.restarts),
-            (Starting, Some(1), 1)
+            (Starting, None, 1)
         );
         assert_eq!(
             effects[3],
@@ -406,6 +407,10 @@ mod tests {
                 Effect::RestartAfter(Duration::from_millis(100))
             ]
         );
+        // The exit of the process being ended is not a second failure.
+        let (state, effects) = step(&state, Input::Exited("signal 15".into()), &POLICY);
+        assert_eq!((state.status, state.restarts), (Starting, 1));
+        assert!(effects.is_empty());
     }
 
     #[test]

@@ -108,27 +108,30 @@ impl LogSink {
 
     /// The newest `n` entries, oldest first.
     pub fn tail(&self, n: usize) -> Vec<LogEntry> {
-        let tail = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
-        tail.into_iter()
-            .rev()
-            .take(n)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
+        // Clone only what is asked for: the lock is shared with the pump.
+        let Ok(tail) = self.tail.lock() else {
+            return Vec::new();
+        };
+        tail.iter()
+            .skip(tail.len().saturating_sub(n))
+            .cloned()
             .collect()
     }
 
     /// The service's own last few lines (not kojibox's notes) as one string, for an error
     /// message.
     pub fn last_lines(&self, n: usize) -> String {
-        let tail = self.tail.lock().map(|t| t.clone()).unwrap_or_default();
+        let Ok(tail) = self.tail.lock() else {
+            return "(no output)".to_owned();
+        };
         let mut lines: Vec<String> = tail
-            .into_iter()
+            .iter()
             .rev()
             .filter(|e| e.fields.get("stream").is_some_and(|s| s != "kojibox"))
             .take(n)
-            .map(|e| e.message)
+            .map(|e| e.message.clone())
             .collect();
+        drop(tail);
         lines.reverse();
         if lines.is_empty() {
             "(no output)".to_owned()

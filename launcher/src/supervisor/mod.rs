@@ -61,6 +61,8 @@ pub struct Context {
     pub user_problem: Option<String>,
     /// Every service's state, for dependencies to watch.
     pub states: OnceLock<BTreeMap<String, watch::Receiver<ServiceState>>>,
+    /// Ends the service groups if the daemon dies.
+    pub watchdog: Option<Arc<crate::watchdog::Watchdog>>,
 }
 
 struct Service {
@@ -84,17 +86,37 @@ impl Supervisor {
         home: &Home,
         events: broadcast::Sender<Event>,
     ) -> Result<(Supervisor, Vec<String>)> {
+        Self::start_with(home, events, None).await
+    }
+
+    /// [`Supervisor::start`], telling `watchdog` about every service group, so that they end
+    /// even if the daemon is killed (the daemon passes one; in-process tests need not).
+    pub async fn start_with(
+        home: &Home,
+        events: broadcast::Sender<Event>,
+        watchdog: Option<Arc<crate::watchdog::Watchdog>>,
+    ) -> Result<(Supervisor, Vec<String>)> {
         let definitions = definitions::load(home)?;
         let records = home.state().join("services");
         let mut notes = Vec::new();
         for leftover in kojibox_proc::reap_leftovers(&records, Duration::from_secs(10)).await {
-            if let kojibox_proc::LeftoverOutcome::Terminated(t) = &leftover.outcome {
-                let pid = leftover.record.as_ref().map_or(0, |r| r.pid);
-                let how = if t.needed_kill { "killed" } else { "stopped" };
-                notes.push(format!(
-                    "{how} {} (pid {pid}), left running by a previous daemon",
-                    leftover.id
-                ));
+            let pid = leftover.record.as_ref().map_or(0, |r| r.pid);
+            match &leftover.outcome {
+                kojibox_proc::LeftoverOutcome::Terminated(t) => {
+                    let how = if t.needed_kill { "killed" } else { "stopped" };
+                    notes.push(format!(
+                        "{how} {} (pid {pid}), left running by a previous daemon",
+                        leftover.id
+                    ));
+                }
+                kojibox_proc::LeftoverOutcome::Orphans(t) => {
+                    let how = if t.needed_kill { "killed" } else { "stopped" };
+                    notes.push(format!(
+                        "{how} what {} (pid {pid}) had started and left running when a previous daemon died",
+                        leftover.id
+                    ));
+                }
+                _ => {}
             }
         }
         let (user, user_problem) = service_user(home)?;
@@ -108,6 +130,7 @@ impl Supervisor {
             user,
             user_problem,
             states: OnceLock::new(),
+            watchdog,
         });
         let mut services = Vec::new();
         let mut tasks = Vec::new();
@@ -201,15 +224,13 @@ impl Supervisor {
         let service = self.get(id)?;
         for dep in self.dependencies(id) {
             let dep_service = self.get(&dep)?;
-            if matches!(
-                dep_service.state.borrow().state,
-                ServiceStatus::Stopped | ServiceStatus::Error
-            ) {
-                ask(&dep_service.tx, Control::Start).await?.map_err(|e| {
-                    Error::DependencyFailed {
-                        detail: format!("{id} needs {dep}, which could not start: {e}"),
-                    }
-                })?;
+            let state = dep_service.state.borrow().state;
+            if matches!(state, ServiceStatus::Stopped | ServiceStatus::Error)
+                && let Err(e) = ask(&dep_service.tx, Control::Start).await?
+            {
+                let detail = format!("{id} needs {dep}, which could not start: {e}");
+                ask(&service.tx, |reply| Control::Fail(detail.clone(), reply)).await?;
+                return Err(Error::DependencyFailed { detail });
             }
         }
         ask(&service.tx, Control::Start).await?
