@@ -116,8 +116,8 @@ fn file_mode(_meta: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-/// Every stored index (`runtime/indexes/*.json`), parsed, without verifying signatures.
-pub fn stored_indexes(home: &Home) -> Result<Vec<(PathBuf, BundleIndex)>> {
+/// The versions of every stored index (`runtime/indexes/<version>.json`), sorted.
+pub fn stored_versions(home: &Home) -> Result<Vec<String>> {
     let dir = home.indexes();
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -127,13 +127,28 @@ pub fn stored_indexes(home: &Home) -> Result<Vec<(PathBuf, BundleIndex)>> {
     let mut out = Vec::new();
     for entry in entries {
         let path = entry.map_err(Error::io("read folder", &dir))?.path();
-        if path.extension().is_some_and(|e| e == "json")
-            && let Some(index) = read_json::<BundleIndex>(&path)?
-        {
+        if path.extension().is_some_and(|e| e == "json") {
+            out.push(
+                path.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every stored index, parsed, without verifying signatures.
+pub fn stored_indexes(home: &Home) -> Result<Vec<(PathBuf, BundleIndex)>> {
+    let mut out = Vec::new();
+    for version in stored_versions(home)? {
+        let path = home.indexes().join(format!("{version}.json"));
+        if let Some(index) = read_json::<BundleIndex>(&path)? {
             out.push((path, index));
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -252,12 +267,8 @@ pub fn verify_installed(home: &Home) -> Result<VerifyReport> {
         }
     }
 
-    for (path, _) in stored_indexes(home)? {
-        let version = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for version in stored_versions(home)? {
+        let path = home.indexes().join(format!("{version}.json"));
         let Some(signed) = load_index(home, &version)? else {
             continue;
         };
