@@ -12,19 +12,8 @@ bundle_bin=$PWD/target/release/kojibox-bundle
 kojibox=$PWD/target/release/kojibox
 corpus=$(bench/corpus.sh "$PWD/target/bench-corpus")
 work=$(mktemp -d "$PWD/target/bench-install.XXXXXX"); trap 'rm -rf "$work"' EXIT
-first=$(cd "$corpus" && find . -type f ! -name .complete | sort | head -1 | sed 's|^\./||')
-cat > "$work/recipe.toml" <<TOML
-version = "1.0.0"
-source = "bench"
-[[service]]
-name = "corpus"
-version = "1"
-  [[service.target]]
-  os = "linux"
-  arch = "x64"
-  binPath = "$first"
-  source = { path = "$corpus" }
-TOML
+. bench/lib.sh
+write_corpus_recipe "$work/recipe.toml" "$corpus"
 "$bundle_bin" keygen --out "$work/key" >/dev/null
 "$bundle_bin" build "$work/recipe.toml" --key "$work/key.key" --out "$work/b.kbx" --cache "$work/cache" >/dev/null 2>&1
 size=$(stat -c %s "$work/b.kbx")

@@ -13,19 +13,8 @@ cargo build --release -q -p bundler
 bin=$PWD/target/release/kojibox-bundle
 corpus=$(bench/corpus.sh "$PWD/target/bench-corpus")
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-first=$(cd "$corpus" && find . -type f ! -name .complete | sort | head -1 | sed 's|^\./||')
-cat > "$work/recipe.toml" <<TOML
-version = "1.0.0"
-source = "bench"
-[[service]]
-name = "corpus"
-version = "1"
-  [[service.target]]
-  os = "linux"
-  arch = "x64"
-  binPath = "$first"
-  source = { path = "$corpus" }
-TOML
+. bench/lib.sh
+write_corpus_recipe "$work/recipe.toml" "$corpus"
 "$bin" keygen --out "$work/key" >/dev/null
 bytes=$(du -sb --exclude=.complete "$corpus" | cut -f1)
 files=$(find "$corpus" -type f ! -name .complete | wc -l)
