@@ -92,26 +92,13 @@ pub fn processes_where(hit: impl Fn(&[u8]) -> bool) -> Vec<u32> {
 
 /// Live processes whose `/proc/<pid>/<file>` satisfies `hit`.
 fn processes_by(file: &str, hit: impl Fn(&[u8]) -> bool) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(content) = std::fs::read(format!("/proc/{pid}/{file}")) else {
-            continue;
-        };
-        if hit(&content) && kojibox_proc::is_alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
+    crate::support::pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/{file}")).is_ok_and(|content| hit(&content))
+                && kojibox_proc::is_alive(*pid)
+        })
+        .collect()
 }
 
 /// Sends `signal` to `pid`.

@@ -80,11 +80,9 @@ async fn answers(port: u16) -> String {
 
 /// Processes whose executable lies under `dir`.
 fn running_from(dir: &Path) -> Vec<(u32, PathBuf)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+    crate::support::pids()
+        .into_iter()
+        .filter_map(|pid| {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
             exe.starts_with(dir).then_some((pid, exe))
         })

@@ -559,3 +559,15 @@ impl Env {
         self.install(&out, Some(1)).unwrap();
     }
 }
+
+/// The pids in `/proc` now (the processes of this machine).
+pub fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
