@@ -454,8 +454,7 @@ fn plan(
 /// `(payload root, checksum)` of every payload named by a stored index.
 fn stored_checksums(home: &Home) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for (path, index) in crate::runtime::stored_indexes(home)? {
-        let _ = path;
+    for (_, index) in crate::runtime::stored_indexes(home)? {
         for s in &index.manifest.services {
             out.push((
                 kojibox_kbx::paths::payload_root(&s.name, &s.version, &s.os, &s.arch),
