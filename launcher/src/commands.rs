@@ -351,14 +351,17 @@ fn start_daemon(home: &Home) -> Result<Client> {
         .append(true)
         .open(logs.join("daemon.log"))?;
     let exe = std::env::current_exe().context("could not find the kojibox executable")?;
+    let passphrase = crate::config_cmd::passphrase_for(home)?;
     let mut command = std::process::Command::new(exe);
-    command
-        .arg("--home")
-        .arg(home.root())
-        .arg("serve")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    command.arg("--home").arg(home.root()).arg("serve");
+    if passphrase.is_some() {
+        command
+            .arg("--passphrase-stdin")
+            .stdin(std::process::Stdio::piped());
+    } else {
+        command.stdin(std::process::Stdio::null());
+    }
+    command.stdout(log.try_clone()?).stderr(log);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -366,6 +369,10 @@ fn start_daemon(home: &Home) -> Result<Client> {
         command.process_group(0);
     }
     let mut child = command.spawn().context("could not start the daemon")?;
+    if let (Some(passphrase), Some(mut stdin)) = (passphrase, child.stdin.take()) {
+        // The pipe, not the environment or argv: no other process can read it.
+        writeln!(stdin, "{}", passphrase.expose()).context("could not pass the passphrase")?;
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(client) = Client::connect(home) {

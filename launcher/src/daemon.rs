@@ -24,12 +24,14 @@ use crate::home::Home;
 use crate::supervisor::Supervisor;
 
 /// How to serve.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ServeOptions {
     /// Start every enabled service at once.
     pub up: bool,
     /// Where the API listens (else settings `listen`, else `127.0.0.1:0`).
     pub listen: Option<String>,
+    /// Unlocks a passphrase-protected secret store.
+    pub passphrase: Option<crate::secrets::SecretValue>,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -48,14 +50,42 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
     for note in crate::install::recover_if_idle(home)? {
         eprintln!("note: {note}");
     }
+    for dir in [
+        "app/config",
+        "app/config/services",
+        "app/config/projects",
+        "app/secrets",
+    ] {
+        let removed = crate::fsutil::remove_stale_temporaries(&home.join(dir));
+        if removed > 0 {
+            eprintln!(
+                "note: removed {removed} temporary file(s) an interrupted write left in {dir}"
+            );
+        }
+    }
+    let vault = Arc::new(crate::vault::Vault::new(
+        home.clone(),
+        options.passphrase.clone(),
+    ));
+    if options.passphrase.is_none() && crate::secrets::SecretStore::is_locked(home) {
+        eprintln!(
+            "note: the secret store is protected by a passphrase and none was given \
+             (--passphrase-stdin or KOJIBOX_PASSPHRASE): services that use secrets cannot start"
+        );
+    }
     let (events, rx) = broadcast::channel(4096);
     tokio::spawn(narrate(rx));
     let hub = EventHub::start(events.subscribe());
     let watchdog = crate::watchdog::Watchdog::start()
         .map(Arc::new)
         .map_err(Error::io("start the watchdog for", home.root()))?;
-    let (supervisor, notes) =
-        Supervisor::start_with(home, events.clone(), Some(Arc::clone(&watchdog))).await?;
+    let (supervisor, notes) = Supervisor::start_with(
+        home,
+        events.clone(),
+        Some(Arc::clone(&watchdog)),
+        Some(Arc::clone(&vault)),
+    )
+    .await?;
     let supervisor = Arc::new(supervisor);
     for note in notes {
         eprintln!("note: {note}");
@@ -76,6 +106,8 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
         home: home.clone(),
         supervisor: Arc::clone(&supervisor),
         hub: Arc::clone(&hub),
+        events: events.clone(),
+        vault,
         token: token.clone(),
         port: address.port(),
     });

@@ -54,6 +54,62 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     }
 }
 
+/// [`read_json`] for a file the user owns (configuration): a corrupt file is copied aside once
+/// (`<name>.corrupt-<hash>`, beside it) before the error, which names both, so that a later
+/// write (which replaces the file) loses nothing. Never a silent reset.
+pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match read_json(path) {
+        Err(Error::Corrupt { path, detail }) => {
+            let kept = keep_aside(&path);
+            let detail = match kept {
+                Ok(copy) => format!(
+                    "{detail} (a copy is kept as {}; fix the file or set the value again)",
+                    copy.display()
+                ),
+                Err(e) => format!("{detail} (could not keep a copy: {e})"),
+            };
+            Err(Error::Corrupt { path, detail })
+        }
+        other => other,
+    }
+}
+
+/// Copies `path` to `<path>.corrupt-<first 8 hex of its sha256>` unless that copy exists.
+fn keep_aside(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path)?;
+    let hash = hex::encode(&sha2::Sha256::digest(&bytes)[..4]);
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".corrupt-{hash}"));
+    let copy = path.with_file_name(name);
+    if !copy.exists() {
+        write_atomic(&copy, &bytes).map_err(std::io::Error::other)?;
+    }
+    Ok(copy)
+}
+
+/// Removes temporary files a killed writer left in `dir` (`.kojibox-*.tmp` older than a
+/// minute, so a live writer's is left alone), returning how many.
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let stale = |e: &std::fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > std::time::Duration::from_secs(60))
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(".kojibox-") && name.ends_with(".tmp") && stale(e)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// fsyncs a folder so renames inside it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]

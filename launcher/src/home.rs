@@ -116,15 +116,7 @@ impl Home {
 
     /// Takes the exclusive lock `app/state/<name>.lock`, or says who holds it.
     pub fn lock(&self, name: &str, what: &str) -> Result<Lock> {
-        let state = self.state();
-        std::fs::create_dir_all(&state).map_err(Error::io("create folder", &state))?;
-        let path = state.join(format!("{name}.lock"));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
+        let (path, file) = self.lock_file(name)?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
@@ -134,6 +126,28 @@ impl Home {
             ))),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
         }
+    }
+
+    /// Takes the exclusive lock `app/state/<name>.lock`, waiting for its holder (another
+    /// thread or process) to let go. For short read-modify-write sections (a config file, the
+    /// port registry, the secret store); blocks, so async code calls it off the workers.
+    pub fn lock_wait(&self, name: &str) -> Result<Lock> {
+        let (path, file) = self.lock_file(name)?;
+        file.lock().map_err(Error::io("lock", &path))?;
+        Ok(Lock { _file: file })
+    }
+
+    fn lock_file(&self, name: &str) -> Result<(PathBuf, File)> {
+        let state = self.state();
+        std::fs::create_dir_all(&state).map_err(Error::io("create folder", &state))?;
+        let path = state.join(format!("{name}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        Ok((path, file))
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod config;
 pub mod daemon;
 pub mod error;
 mod fault;
@@ -14,9 +15,12 @@ pub mod fsutil;
 pub mod home;
 pub mod install;
 pub mod installer;
+pub mod ports;
 pub mod runtime;
+pub mod secrets;
 pub mod settings;
 pub mod supervisor;
+pub mod vault;
 pub mod watchdog;
 
 pub use error::{Error, Result};

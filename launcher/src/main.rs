@@ -1,6 +1,7 @@
 //! `kojibox`: installs runtime bundles offline, supervises services and serves the API.
 
 mod commands;
+mod config_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -59,7 +60,20 @@ enum Command {
         /// 127.0.0.1:0 (any free port; the CLI finds it in app/state/api.json).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Read the secret store's passphrase from the first line of standard input (else
+        /// KOJIBOX_PASSPHRASE, else a prompt on a terminal).
+        #[arg(long)]
+        passphrase_stdin: bool,
     },
+    /// Show or change the app's and the services' settings.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// List, show, create or change projects.
+    #[command(subcommand)]
+    Projects(config_cmd::ProjectsCommand),
+    /// Store and read secrets (encrypted at rest; `${secret.KEY}` in a service's env or args).
+    #[command(subcommand)]
+    Secrets(config_cmd::SecretsCommand),
     /// Re-hash every installed payload against its signed index and report any drift.
     ///
     /// Exits 0 when everything is intact, 1 otherwise.
@@ -208,9 +222,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
-        Command::Serve { up, listen } => {
-            launcher::daemon::serve(&home, &launcher::daemon::ServeOptions { up, listen })?;
+        Command::Serve {
+            up,
+            listen,
+            passphrase_stdin,
+        } => {
+            let passphrase = if passphrase_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                Some(launcher::secrets::SecretValue::new(line))
+            } else {
+                config_cmd::passphrase_for(&home)?
+            };
+            let options = launcher::daemon::ServeOptions {
+                up,
+                listen,
+                passphrase,
+            };
+            launcher::daemon::serve(&home, &options)?;
         }
+        Command::Config(command) => return config_cmd::config(&home, command),
+        Command::Projects(command) => return config_cmd::projects(&home, command, cli.json),
+        Command::Secrets(command) => return config_cmd::secrets(&home, command),
         // Handled before the home is resolved.
         Command::Watchdog => {}
         Command::Up => return commands::up(&home, cli.json),

@@ -129,6 +129,11 @@ macro_rules! define_api {
                     serde_json::Value::Null => serde_json::Value::Object(Default::default()),
                     other => other,
                 };
+                let params = match method {
+                    "config.setService" => split_form("config.setService", params)?,
+                    "config.setProject" => split_form("config.setProject", params)?,
+                    _ => params,
+                };
                 match method {
                     $($name => parse_params::<$params>($name, params).map(Request::$variant),)*
                     _ => Err(RequestError::UnknownMethod { method: method.to_owned() }),
@@ -141,6 +146,7 @@ macro_rules! define_api {
 for_each_method!(define_api);
 
 /// Methods this implementation adds to the contract (documented in the README).
+/// Additions to existing methods are documented where they are parsed (see `split_form`).
 pub const ADDITIONS: &[&str] = &["services.describe", "services.up"];
 
 impl Request {
@@ -179,6 +185,51 @@ struct RawRequest {
     method: String,
     #[serde(default)]
     params: serde_json::Value,
+}
+
+/// `config.setService` and `config.setProject` take the object itself as params (the
+/// contract's examples). Following their signatures (`setService(id, ServiceConfig)`), they
+/// also take `{"id": ..., "config": {...}}` (a documented addition): the two ids must agree (an
+/// absent body id takes the params'), and the body is then parsed as usual.
+fn split_form(
+    method: &'static str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, RequestError> {
+    let serde_json::Value::Object(mut outer) = params else {
+        return Ok(params);
+    };
+    let split = outer
+        .get("config")
+        .is_some_and(serde_json::Value::is_object)
+        && outer.keys().all(|k| k == "id" || k == "config");
+    if !split {
+        return Ok(serde_json::Value::Object(outer));
+    }
+    let invalid = |message: String| RequestError::InvalidParams {
+        method,
+        field: Some("id".into()),
+        message,
+    };
+    let Some(serde_json::Value::Object(mut body)) = outer.remove("config") else {
+        return Ok(serde_json::Value::Object(outer));
+    };
+    match (outer.remove("id"), body.get("id")) {
+        (Some(serde_json::Value::String(id)), Some(serde_json::Value::String(inner))) => {
+            if &id != inner {
+                return Err(invalid(format!(
+                    "the params name `{id}` but the body's id is `{inner}`"
+                )));
+            }
+        }
+        (Some(serde_json::Value::String(id)), None) => {
+            body.insert("id".into(), serde_json::Value::String(id));
+        }
+        (Some(other), _) => {
+            return Err(invalid(format!("expected a string, found {other}")));
+        }
+        (None, _) => {}
+    }
+    Ok(serde_json::Value::Object(body))
 }
 
 fn parse_params<T: DeserializeOwned>(

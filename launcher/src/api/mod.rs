@@ -29,6 +29,10 @@ pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     /// The event stream.
     pub hub: Arc<EventHub>,
+    /// The event bus (for `config:changed`).
+    pub events: tokio::sync::broadcast::Sender<kojibox_manifests::event::Event>,
+    /// The secret store.
+    pub vault: Arc<crate::vault::Vault>,
     /// The bearer token.
     pub token: String,
     /// The port the daemon listens on (for the Host and Origin checks).

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use kojibox_manifests::api::{Ack, Request, RequestError};
 use kojibox_manifests::error::{ErrorCode, ErrorSource};
+use kojibox_manifests::event::{ConfigChanged, ConfigScope, Event};
 use serde_json::Value;
 
 use super::AppState;
@@ -71,6 +72,15 @@ pub fn source_of(method: &str) -> ErrorSource {
     }
 }
 
+/// Announces a configuration change (`config:changed`) and acknowledges the call.
+fn changed(state: &AppState, scope: ConfigScope, id: &str) -> Result<Value> {
+    let _ = state.events.send(Event::ConfigChanged(ConfigChanged {
+        scope,
+        id: id.to_owned(),
+    }));
+    json(Ack::Ok)
+}
+
 fn json<T: serde::Serialize>(value: T) -> Result<Value> {
     serde_json::to_value(value)
         .map_err(|e| Error::invalid("Could not encode the result", e.to_string()))
@@ -115,16 +125,50 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
                 .await?;
             json(Ack::Ok)
         }
-        request @ (Request::ConfigGetApp(_)
-        | Request::ConfigSetApp(_)
-        | Request::ConfigGetService(_)
-        | Request::ConfigSetService(_)
-        | Request::ConfigGetProject(_)
-        | Request::ConfigSetProject(_)
-        | Request::ConfigListProjects(_)
-        | Request::SecretsGet(_)
-        | Request::SecretsSet(_)
-        | Request::DomainsList(_)
+        Request::ConfigGetApp(_) => json(blocking(move || crate::config::get_app(&home)).await?),
+        Request::ConfigSetApp(app) => {
+            blocking(move || crate::config::set_app(&home, &app)).await?;
+            changed(state, ConfigScope::App, "app")
+        }
+        Request::ConfigGetService(p) => {
+            json(blocking(move || crate::config::get_service(&home, &p.id)).await?)
+        }
+        Request::ConfigSetService(config) => {
+            let id = config.id.clone();
+            blocking(move || crate::config::set_service(&home, &config)).await?;
+            changed(state, ConfigScope::Service, &id)
+        }
+        Request::ConfigGetProject(p) => {
+            json(blocking(move || crate::config::get_project(&home, &p.id)).await?)
+        }
+        Request::ConfigSetProject(project) => {
+            let id = project.id.clone();
+            blocking(move || crate::config::set_project(&home, &project)).await?;
+            changed(state, ConfigScope::Project, &id)
+        }
+        Request::ConfigListProjects(_) => {
+            json(blocking(move || crate::config::list_projects(&home)).await?)
+        }
+        Request::SecretsGet(r) => {
+            let vault = Arc::clone(&state.vault);
+            let value = blocking(move || {
+                crate::secrets::check_key(&r.key)?;
+                vault.store()?.get(r.scope, &r.key)
+            })
+            .await?;
+            Ok(Value::String(value.expose().to_owned()))
+        }
+        Request::SecretsSet(p) => {
+            let vault = Arc::clone(&state.vault);
+            blocking(move || {
+                crate::secrets::check_key(&p.key)?;
+                let value = crate::secrets::SecretValue::new(p.value);
+                vault.store()?.set(p.scope, &p.key, &value)
+            })
+            .await?;
+            json(Ack::Ok)
+        }
+        request @ (Request::DomainsList(_)
         | Request::DomainsUpsert(_)
         | Request::DomainsRemove(_)
         | Request::ProxyRules(_)

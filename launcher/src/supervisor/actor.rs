@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
-use super::definitions::Definition;
+use super::definitions::{Definition, Resolved};
 use super::lifecycle::{Effect, Input, Lifecycle, step};
 use super::logs::LogSink;
 use crate::error::{Error, Result};
@@ -63,6 +63,8 @@ struct Running {
 /// One service's actor.
 pub struct Actor {
     def: Arc<Definition>,
+    /// Tells the supervisor which definition is in use.
+    def_tx: watch::Sender<Arc<Definition>>,
     ctx: Arc<Context>,
     logs: Arc<LogSink>,
     lc: Lifecycle,
@@ -86,16 +88,22 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// A stopped service's actor and the receiver of its state.
+    /// A stopped service's actor, the receiver of its state and of its definition in use.
     pub fn new(
         def: Arc<Definition>,
         ctx: Arc<Context>,
         logs: Arc<LogSink>,
-    ) -> (Actor, watch::Receiver<ServiceState>) {
+    ) -> (
+        Actor,
+        watch::Receiver<ServiceState>,
+        watch::Receiver<Arc<Definition>>,
+    ) {
         let lc = Lifecycle::default();
         let (state, rx) = watch::channel(view(def.id(), &lc));
+        let (def_tx, def_rx) = watch::channel(Arc::clone(&def));
         let actor = Actor {
             def,
+            def_tx,
             ctx,
             logs,
             lc,
@@ -115,7 +123,7 @@ impl Actor {
             exit_pending: None,
             terminated_group: None,
         };
-        (actor, rx)
+        (actor, rx, def_rx)
     }
 
     /// Runs until shut down (or until every sender is gone, which stops the service first).
@@ -225,33 +233,70 @@ impl Actor {
         }
     }
 
-    /// A start or restart: from stopped or error, the checks that can answer at once (the
-    /// service user can reach the home, the ports are free) run before the answer.
+    /// A start or restart: the definition is reloaded (configuration changes take effect
+    /// now), and from stopped or error, the checks that can answer at once (the service user
+    /// can reach the home, the ports are free, the secrets exist) run before the answer.
     fn start(&mut self, input: Input) -> Result<ServiceState> {
-        if matches!(
+        let idle = matches!(
             self.lc.status,
             ServiceStatus::Stopped | ServiceStatus::Error
-        ) {
+        );
+        if idle || matches!(input, Input::Restart) {
+            let reloaded = super::definitions::load(&self.ctx.home).and_then(|defs| {
+                defs.into_iter()
+                    .find(|d| d.id() == self.def.id())
+                    .ok_or_else(|| Error::NotFound {
+                        detail: format!("{} is no longer installed", self.def.id()),
+                    })
+            });
+            match reloaded {
+                Ok(def) => {
+                    if def != *self.def {
+                        self.def = Arc::new(def);
+                        self.def_tx.send_replace(Arc::clone(&self.def));
+                    }
+                }
+                Err(error) if idle => return Err(self.refuse(error)),
+                Err(error) => {
+                    // Restarting a running service on a broken configuration: keep it running.
+                    return Err(error);
+                }
+            }
+        }
+        if idle {
             let refused = self
                 .ctx
                 .user_problem
                 .clone()
                 .map(|detail| Error::PermissionDenied { detail })
-                .or_else(|| port_conflict(&self.def).map(|detail| Error::PortConflict { detail }));
+                .or_else(|| port_conflict(&self.def).map(|detail| Error::PortConflict { detail }))
+                .or_else(|| {
+                    if self.def.uses_secrets() {
+                        let vault = &self.ctx.vault;
+                        self.def.resolve(&mut |name| vault.resolve(name)).err()
+                    } else {
+                        None
+                    }
+                });
             if let Some(error) = refused {
-                self.lc = Lifecycle {
-                    status: ServiceStatus::Error,
-                    last_error: Some(error.to_string()),
-                    ..Lifecycle::default()
-                };
-                self.logs
-                    .note(LogLevel::Error, format!("cannot start: {error}"));
-                self.publish();
-                return Err(error);
+                return Err(self.refuse(error));
             }
         }
         self.apply(input);
         Ok(self.view())
+    }
+
+    /// A start refused before anything ran: `error`, with `lastError` set.
+    fn refuse(&mut self, error: Error) -> Error {
+        self.lc = Lifecycle {
+            status: ServiceStatus::Error,
+            last_error: Some(error.to_string()),
+            ..Lifecycle::default()
+        };
+        self.logs
+            .note(LogLevel::Error, format!("cannot start: {error}"));
+        self.publish();
+        error
     }
 
     /// Runs one lifecycle step and its effects.
@@ -569,14 +614,28 @@ async fn prepare(
     if let Some(conflict) = port_conflict(&def) {
         return Prepared::SpawnFailed(conflict);
     }
-    if let Err(why) = prepare_data(&def, &ctx, &logs, &cancel).await {
+    let resolved = {
+        let vault = &ctx.vault;
+        match def.resolve(&mut |name| vault.resolve(name)) {
+            Ok(resolved) => resolved,
+            Err(e) => return Prepared::SpawnFailed(e.to_string()),
+        }
+    };
+    logs.redact(resolved.secrets.clone());
+    if let Err(why) = prepare_data(&def, &resolved, &ctx, &logs, &cancel).await {
         return if cancel.is_cancelled() {
             Prepared::Cancelled(None)
         } else {
             Prepared::SpawnFailed(why)
         };
     }
-    let spec = spawn_spec(&def, &ctx, def.program.clone(), def.contract.args.clone());
+    let spec = spawn_spec(
+        &resolved,
+        &def,
+        &ctx,
+        def.program.clone(),
+        resolved.args.clone(),
+    );
     match ctx.spawner.spawn(spec).await {
         Ok(spawned) if cancel.is_cancelled() => Prepared::Cancelled(Some(spawned)),
         Ok(spawned) => Prepared::Spawned(spawned),
@@ -586,6 +645,7 @@ async fn prepare(
 
 /// What to spawn for `def`: `program` with `args`, in its environment, folder and user.
 fn spawn_spec(
+    resolved: &Resolved,
     def: &Definition,
     ctx: &Context,
     program: std::path::PathBuf,
@@ -594,8 +654,7 @@ fn spawn_spec(
     SpawnSpec {
         program,
         args,
-        env: def
-            .contract
+        env: resolved
             .env
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -609,6 +668,7 @@ fn spawn_spec(
 /// empty: their output goes to the service log.
 async fn prepare_data(
     def: &Definition,
+    resolved: &Resolved,
     ctx: &Context,
     logs: &Arc<LogSink>,
     cancel: &CancellationToken,
@@ -633,11 +693,13 @@ async fn prepare_data(
             })?;
         }
     }
-    if !fresh || def.setup.is_empty() {
+    if !fresh || resolved.setup.is_empty() {
         return Ok(());
     }
-    for (n, argv) in def.setup.iter().enumerate() {
-        let step = format!("setup step {} ({})", n + 1, argv.join(" "));
+    for (n, argv) in resolved.setup.iter().enumerate() {
+        // Named as written (placeholders, not secret values).
+        let written = def.setup.get(n).unwrap_or(argv);
+        let step = format!("setup step {} ({})", n + 1, written.join(" "));
         logs.note(LogLevel::Info, format!("running {step}"));
         let program = std::path::Path::new(&argv[0]);
         let program = if program.is_absolute() {
@@ -645,7 +707,7 @@ async fn prepare_data(
         } else {
             ctx.home.join(program)
         };
-        let spec = spawn_spec(def, ctx, program, argv[1..].to_vec());
+        let spec = spawn_spec(resolved, def, ctx, program, argv[1..].to_vec());
         let spawned = ctx
             .spawner
             .spawn(spec)

@@ -4,9 +4,13 @@
 //!
 //! Placeholders (DESIGN.md): `${home}`, `${bin}` (the payload folder), `${data}`
 //! (`runtime/data/<name>`) expand to absolute paths; `${port.<name>}` to the service's port of
-//! that name. They expand in args, env, the health target and setup commands. An unknown
-//! placeholder is an error naming it. The default working folder is the home, so relative paths
-//! in args and env are relative to the home.
+//! that name (from the port registry, [`crate::ports`]). They expand in args, env, the health
+//! target and setup commands. An unknown placeholder is an error naming it. The default working
+//! folder is the home, so relative paths in args and env are relative to the home.
+//!
+//! `${secret.<key>}` (and `${secret.<scope>.<key>}`) expand only at spawn time
+//! ([`Definition::resolve`]): the definition, `services.describe` and every file keep the
+//! placeholder, never the value.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,12 +41,119 @@ pub struct Definition {
     pub data_dir: PathBuf,
     /// Whether `up` starts it.
     pub enabled: bool,
+    /// Args, env and setup before expansion, with the values of the placeholders other than
+    /// secrets: [`Definition::resolve`] expands them again, secrets included, at spawn time.
+    raw: Raw,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Raw {
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    setup: Vec<Vec<String>>,
+    vars: BTreeMap<String, String>,
+}
+
+/// What a spawn uses: args, env and setup with every placeholder expanded, secrets included.
+/// Its `Debug` shows no value.
+pub struct Resolved {
+    /// The arguments.
+    pub args: Vec<String>,
+    /// The environment.
+    pub env: BTreeMap<String, String>,
+    /// The setup commands.
+    pub setup: Vec<Vec<String>>,
+    /// The secret values used, for the log to redact.
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Definition {
     /// The service id.
     pub fn id(&self) -> &str {
         &self.contract.id
+    }
+
+    /// Whether args, env or setup use a secret.
+    pub fn uses_secrets(&self) -> bool {
+        let uses = |v: &String| v.contains("${secret.");
+        self.raw.args.iter().any(uses)
+            || self.raw.env.values().any(uses)
+            || self.raw.setup.iter().flatten().any(uses)
+    }
+
+    /// Expands args, env and setup for a spawn; `secret` gives a secret's value by the name
+    /// after `secret.` (`None`: no such secret). Errors name the placeholder, never a value.
+    pub fn resolve(
+        &self,
+        secret: &mut dyn FnMut(&str) -> Result<Option<String>>,
+    ) -> Result<Resolved> {
+        let mut used = Vec::new();
+        let mut failure = None;
+        let mut lookup = |name: &str| match secret(name) {
+            Ok(Some(value)) => {
+                if !used.contains(&value) {
+                    used.push(value.clone());
+                }
+                Some(value)
+            }
+            Ok(None) => {
+                failure.get_or_insert(Error::NotFound {
+                    detail: format!(
+                        "{}: secret `{name}` is not set (set it with `kojibox secrets set`)",
+                        self.id()
+                    ),
+                });
+                None
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+                None
+            }
+        };
+        let vars = &self.raw.vars;
+        let mut one = |value: &str, what: &str| {
+            expand_with(value, vars, &mut lookup).map_err(|e| {
+                Error::invalid(
+                    "Invalid service definition",
+                    format!("{} {what}: {e}", self.id()),
+                )
+            })
+        };
+        let args = self
+            .raw
+            .args
+            .iter()
+            .map(|a| one(a, "args"))
+            .collect::<Result<Vec<_>>>();
+        let env = self
+            .raw
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), one(v, "env")?)))
+            .collect::<Result<BTreeMap<_, _>>>();
+        let setup = self
+            .raw
+            .setup
+            .iter()
+            .map(|argv| argv.iter().map(|a| one(a, "setup")).collect())
+            .collect::<Result<Vec<_>>>();
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(Resolved {
+            args: args?,
+            env: env?,
+            setup: setup?,
+            secrets: used,
+        })
     }
 }
 
@@ -53,7 +164,7 @@ pub fn load(home: &Home) -> Result<Vec<Definition>> {
         return Ok(vec![]);
     };
     let host = kojibox_kbx::paths::host_target();
-    let mut out = Vec::new();
+    let mut found = Vec::new();
     for binary in manifest
         .services
         .iter()
@@ -61,13 +172,23 @@ pub fn load(home: &Home) -> Result<Vec<Definition>> {
     {
         let template: ServiceTemplate =
             read_json(&home.services().join(format!("{}.json", binary.name)))?.unwrap_or_default();
-        let config: Option<ServiceConfig> = read_json(
-            &home
-                .config()
-                .join("services")
-                .join(format!("{}.json", binary.name)),
-        )?;
-        out.push(define(home, binary, &template, config.as_ref())?);
+        let config = crate::config::stored_service(home, &binary.name)?;
+        found.push((binary, template, config));
+    }
+    let none = BTreeMap::new();
+    let wanted: Vec<crate::ports::Wanted<'_>> = found
+        .iter()
+        .map(|(binary, _, config)| crate::ports::Wanted {
+            id: &binary.name,
+            defaults: &binary.default_ports,
+            configured: config.as_ref().map_or(&none, |c| &c.ports),
+        })
+        .collect();
+    let ports = crate::ports::assign(home, &wanted)?;
+    let mut out = Vec::new();
+    for (binary, template, config) in &found {
+        let ports = ports.get(&binary.name).map(Vec::as_slice);
+        out.push(define(home, binary, template, config.as_ref(), ports)?);
     }
     let deps: BTreeMap<&str, &[String]> = out
         .iter()
@@ -95,12 +216,14 @@ pub fn load(home: &Home) -> Result<Vec<Definition>> {
     Ok(out)
 }
 
-/// Builds one definition.
+/// Builds one definition. `ports`: the ports the registry gave (default: the configured ones,
+/// else the defaults).
 pub fn define(
     home: &Home,
     binary: &ServiceBinary,
     template: &ServiceTemplate,
     config: Option<&ServiceConfig>,
+    ports: Option<&[PortDef]>,
 ) -> Result<Definition> {
     let id = binary.name.clone();
     let bin = home.join(kojibox_kbx::paths::payload_root(
@@ -110,16 +233,19 @@ pub fn define(
         &binary.arch,
     ));
     let data_dir = home.join("runtime/data").join(&id);
-    let ports: Vec<PortDef> = binary
-        .default_ports
-        .iter()
-        .map(|p| PortDef {
-            port: config
-                .and_then(|c| c.ports.get(&p.name).copied())
-                .unwrap_or(p.port),
-            ..p.clone()
-        })
-        .collect();
+    let ports: Vec<PortDef> = match ports {
+        Some(ports) => ports.to_vec(),
+        None => binary
+            .default_ports
+            .iter()
+            .map(|p| PortDef {
+                port: config
+                    .and_then(|c| c.ports.get(&p.name).copied())
+                    .unwrap_or(p.port),
+                ..p.clone()
+            })
+            .collect(),
+    };
     let mut vars = BTreeMap::from([
         (
             "home".to_owned(),
@@ -131,28 +257,36 @@ pub fn define(
     for p in &ports {
         vars.insert(format!("port.{}", p.name), p.port.to_string());
     }
+    // Secrets keep their placeholder here (checked for syntax); they expand at spawn time.
     let expand = |value: &str, what: &str| {
-        expand(value, &vars)
-            .map_err(|e| Error::invalid("Invalid service definition", format!("{id} {what}: {e}")))
+        expand_with(value, &vars, &mut |name| {
+            Some(format!("${{secret.{name}}}"))
+        })
+        .map_err(|e| Error::invalid("Invalid service definition", format!("{id} {what}: {e}")))
     };
-    let args_source = match config {
-        Some(c) if !c.args.is_empty() => &c.args,
-        _ => &binary.args,
+    let raw_args = match config {
+        Some(c) if !c.args.is_empty() => c.args.clone(),
+        _ => binary.args.clone(),
     };
-    let args = args_source
+    let args = raw_args
         .iter()
         .map(|a| expand(a, "args"))
         .collect::<Result<Vec<_>>>()?;
-    let mut env = binary.env.clone();
+    let mut raw_env = binary.env.clone();
     if let Some(c) = config {
-        env.extend(c.env.clone());
+        raw_env.extend(c.env.clone());
     }
-    let env = env
-        .into_iter()
-        .map(|(k, v)| Ok((k, expand(&v, "env")?)))
+    let env = raw_env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), expand(v, "env")?)))
         .collect::<Result<BTreeMap<_, _>>>()?;
     let mut health = template.health_check_or_default();
-    health.target = expand(&health.target, "healthCheck.target")?;
+    health.target = expand_with(&health.target, &vars, &mut |_| None).map_err(|e| {
+        Error::invalid(
+            "Invalid service definition",
+            format!("{id} healthCheck.target: {e} (secrets are not expanded there)"),
+        )
+    })?;
     let setup = template
         .setup
         .iter()
@@ -187,11 +321,28 @@ pub fn define(
             .map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis),
         data_dir,
         enabled: config.is_none_or(|c| c.enabled),
+        raw: Raw {
+            args: raw_args,
+            env: raw_env,
+            setup: template.setup.clone(),
+            vars,
+        },
     })
 }
 
 /// Expands `${name}` placeholders; an unknown one is an error naming it. `$$` is a literal `$`.
+/// Secrets are unknown here.
 pub fn expand(value: &str, vars: &BTreeMap<String, String>) -> std::result::Result<String, String> {
+    expand_with(value, vars, &mut |_| None)
+}
+
+/// [`expand`], with `secret` giving the value of `${secret.<name>}` (by `<name>`); `None`
+/// refuses it. A secret name is checked before `secret` is asked.
+pub fn expand_with(
+    value: &str,
+    vars: &BTreeMap<String, String>,
+    secret: &mut dyn FnMut(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(at) = rest.find('$') {
@@ -208,9 +359,17 @@ pub fn expand(value: &str, vars: &BTreeMap<String, String>) -> std::result::Resu
             match vars.get(name) {
                 Some(v) => out.push_str(v),
                 None if name.starts_with("secret.") => {
-                    return Err(format!(
-                        "`${{{name}}}`: secrets are not available in this build yet"
-                    ));
+                    let key = &name["secret.".len()..];
+                    if !is_secret_name(key) {
+                        return Err(format!(
+                            "`${{{name}}}` does not name a secret: use ${{secret.KEY}} or \
+                             ${{secret.SCOPE.KEY}} (scope app, project or service)"
+                        ));
+                    }
+                    match secret(key) {
+                        Some(v) => out.push_str(&v),
+                        None => return Err(format!("secret `{key}` is not available here")),
+                    }
                 }
                 None => {
                     let known: Vec<String> = vars.keys().map(|k| format!("${{{k}}}")).collect();
@@ -228,6 +387,20 @@ pub fn expand(value: &str, vars: &BTreeMap<String, String>) -> std::result::Resu
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `KEY` or `SCOPE.KEY`: the name in `${secret.<name>}`.
+fn is_secret_name(name: &str) -> bool {
+    let key = ["app.", "project.", "service."]
+        .iter()
+        .find_map(|scope| name.strip_prefix(scope))
+        .unwrap_or(name);
+    !key.is_empty()
+        && key.len() <= 128
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]

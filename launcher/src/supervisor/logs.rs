@@ -26,9 +26,17 @@ pub const ROTATE_KEEP: u32 = 3;
 /// Longest line kept; longer lines are cut (and marked).
 pub const MAX_LINE: usize = 16 << 10;
 
+/// Secret values shorter than this are not redacted (it would garble every line).
+pub const MIN_REDACTED: usize = 4;
+
+/// What replaces a secret value in a log line.
+pub const REDACTED: &str = "[redacted]";
+
 /// One service's log.
 pub struct LogSink {
     id: String,
+    /// Secret values the running process was given: never written to a log.
+    redactions: std::sync::RwLock<Vec<String>>,
     tail: Mutex<VecDeque<LogEntry>>,
     file: Mutex<LogFile>,
     events: broadcast::Sender<Event>,
@@ -46,6 +54,7 @@ impl LogSink {
         let path = dir.join(format!("{id}.jsonl"));
         LogSink {
             id: id.to_owned(),
+            redactions: std::sync::RwLock::new(Vec::new()),
             tail: Mutex::new(VecDeque::new()),
             file: Mutex::new(LogFile {
                 path,
@@ -83,7 +92,24 @@ impl LogSink {
         });
     }
 
-    fn push(&self, entry: LogEntry) {
+    /// Replaces the secret values redacted from every line (those the service was spawned with).
+    pub fn redact(&self, mut values: Vec<String>) {
+        values.retain(|v| v.len() >= MIN_REDACTED);
+        // Longest first, so a secret containing another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if let Ok(mut redactions) = self.redactions.write() {
+            *redactions = values;
+        }
+    }
+
+    fn push(&self, mut entry: LogEntry) {
+        if let Ok(redactions) = self.redactions.read() {
+            for value in redactions.iter() {
+                if entry.message.contains(value.as_str()) {
+                    entry.message = entry.message.replace(value.as_str(), REDACTED);
+                }
+            }
+        }
         if let Ok(mut file) = self.file.lock() {
             file.append(&entry);
         }

@@ -63,10 +63,14 @@ pub struct Context {
     pub states: OnceLock<BTreeMap<String, watch::Receiver<ServiceState>>>,
     /// Ends the service groups if the daemon dies.
     pub watchdog: Option<Arc<crate::watchdog::Watchdog>>,
+    /// Secret values for `${secret.*}`, looked up at spawn time.
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 struct Service {
-    def: Arc<Definition>,
+    id: String,
+    /// The definition in use (reloaded from the configuration at each start).
+    def: watch::Receiver<Arc<Definition>>,
     tx: mpsc::Sender<Control>,
     state: watch::Receiver<ServiceState>,
     logs: Arc<LogSink>,
@@ -74,6 +78,7 @@ struct Service {
 
 /// The running supervisor.
 pub struct Supervisor {
+    home: Home,
     services: Vec<Service>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -86,17 +91,20 @@ impl Supervisor {
         home: &Home,
         events: broadcast::Sender<Event>,
     ) -> Result<(Supervisor, Vec<String>)> {
-        Self::start_with(home, events, None).await
+        Self::start_with(home, events, None, None).await
     }
 
     /// [`Supervisor::start`], telling `watchdog` about every service group, so that they end
-    /// even if the daemon is killed (the daemon passes one; in-process tests need not).
+    /// even if the daemon is killed (the daemon passes one; in-process tests need not), and
+    /// taking secrets from `vault` (default: the home's store, without a passphrase).
     pub async fn start_with(
         home: &Home,
         events: broadcast::Sender<Event>,
         watchdog: Option<Arc<crate::watchdog::Watchdog>>,
+        vault: Option<Arc<crate::vault::Vault>>,
     ) -> Result<(Supervisor, Vec<String>)> {
-        let definitions = definitions::load(home)?;
+        // Fail early on a broken definition, before touching anything.
+        definitions::load(home)?;
         let records = home.state().join("services");
         let mut notes = Vec::new();
         for leftover in kojibox_proc::reap_leftovers(&records, Duration::from_secs(10)).await {
@@ -119,6 +127,8 @@ impl Supervisor {
                 _ => {}
             }
         }
+        // Ports are assigned once leftovers are gone, so that none looks busy.
+        let definitions = definitions::load(home)?;
         let (user, user_problem) = service_user(home)?;
         let spawner = kojibox_proc::Spawner::new()
             .map_err(Error::io("start the process spawner for", home.root()))?;
@@ -131,6 +141,7 @@ impl Supervisor {
             user_problem,
             states: OnceLock::new(),
             watchdog,
+            vault: vault.unwrap_or_else(|| Arc::new(crate::vault::Vault::new(home.clone(), None))),
         });
         let mut services = Vec::new();
         let mut tasks = Vec::new();
@@ -141,11 +152,13 @@ impl Supervisor {
                 home.join("app/logs"),
                 events.clone(),
             ));
-            let (actor, state) = Actor::new(Arc::clone(&def), Arc::clone(&ctx), Arc::clone(&sink));
+            let (actor, state, def_rx) =
+                Actor::new(Arc::clone(&def), Arc::clone(&ctx), Arc::clone(&sink));
             let (tx, rx) = mpsc::channel(32);
             tasks.push(tokio::spawn(actor.run(rx)));
             services.push(Service {
-                def,
+                id: def.id().to_owned(),
+                def: def_rx,
                 tx,
                 state,
                 logs: sink,
@@ -154,11 +167,12 @@ impl Supervisor {
         let _ = ctx.states.set(
             services
                 .iter()
-                .map(|s| (s.def.id().to_owned(), s.state.clone()))
+                .map(|s| (s.id.clone(), s.state.clone()))
                 .collect(),
         );
         Ok((
             Supervisor {
+                home: home.clone(),
                 services,
                 tasks: std::sync::Mutex::new(tasks),
             },
@@ -169,13 +183,13 @@ impl Supervisor {
     fn get(&self, id: &str) -> Result<&Service> {
         self.services
             .iter()
-            .find(|s| s.def.id() == id)
+            .find(|s| s.id == id)
             .ok_or_else(|| Error::NotFound {
                 detail: format!(
                     "no service `{id}` is installed (installed: {})",
                     self.services
                         .iter()
-                        .map(|s| s.def.id())
+                        .map(|s| s.id.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -184,10 +198,7 @@ impl Supervisor {
 
     /// Ids of every service, dependencies first.
     pub fn ids(&self) -> Vec<String> {
-        self.services
-            .iter()
-            .map(|s| s.def.id().to_owned())
-            .collect()
+        self.services.iter().map(|s| s.id.clone()).collect()
     }
 
     /// `services.list`.
@@ -208,14 +219,19 @@ impl Supervisor {
         Ok(self.get(id)?.state.clone())
     }
 
-    /// The definition a service runs with (placeholders expanded).
+    /// The definition a service runs with (placeholders expanded, secrets not): the one of its
+    /// last start, which a configuration change replaces at the next start.
     pub fn definition(&self, id: &str) -> Result<ServiceDefinition> {
-        Ok(self.get(id)?.def.contract.clone())
+        Ok(self.get(id)?.def.borrow().contract.clone())
     }
 
-    /// Whether `up` starts it.
+    /// Whether `up` starts it (its configuration as it is now).
     pub fn enabled(&self, id: &str) -> Result<bool> {
-        Ok(self.get(id)?.def.enabled)
+        let service = self.get(id)?;
+        Ok(match crate::config::stored_service(&self.home, id) {
+            Ok(Some(config)) => config.enabled,
+            _ => service.def.borrow().enabled,
+        })
     }
 
     /// `services.start`: starts its stopped dependencies first, then the service; answers at
@@ -263,14 +279,19 @@ impl Supervisor {
 
     /// `services.health`: the configured check.
     pub fn health(&self, id: &str) -> Result<HealthCheck> {
-        Ok(self.get(id)?.def.contract.health_check.clone())
+        Ok(self.get(id)?.def.borrow().contract.health_check.clone())
     }
 
     /// Starts every enabled service (dependencies first); one result per service.
     pub async fn up(&self) -> Vec<(String, Result<ServiceState>)> {
         let mut out = Vec::new();
-        for service in self.services.iter().filter(|s| s.def.enabled) {
-            let id = service.def.id().to_owned();
+        let ids: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| self.enabled(&s.id).unwrap_or(false))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
             let result = self.start_service(&id).await;
             out.push((id, result));
         }
@@ -334,7 +355,8 @@ impl Supervisor {
     fn dependencies(&self, id: &str) -> Vec<String> {
         fn visit(sup: &Supervisor, id: &str, out: &mut Vec<String>) {
             let Ok(service) = sup.get(id) else { return };
-            for dep in &service.def.contract.depends_on {
+            let depends_on = service.def.borrow().contract.depends_on.clone();
+            for dep in &depends_on {
                 if !out.contains(dep) {
                     visit(sup, dep, out);
                     out.push(dep.clone());

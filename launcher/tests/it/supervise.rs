@@ -410,14 +410,15 @@ async fn a_failing_dependency_puts_the_dependent_in_error_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependency_that_cannot_start_puts_the_dependent_in_error_naming_it() {
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let held_port = held.local_addr().unwrap().port();
+    let held_port = free_port();
     let sleeper = r#"date +%s%N > "$DATA/spawned"; exec sleep 300"#;
     let h = harness(&[
         Fixture::new("blocked", "exec sleep 300").port("http", held_port),
         Fixture::new("app", sleeper).template(|t| t.depends_on = vec!["blocked".into()]),
     ])
     .await;
+    // Taken after the registry gave it to `blocked` (ports are sticky: no silent move).
+    let held = std::net::TcpListener::bind(("127.0.0.1", held_port)).unwrap();
     // The dependency's port is taken: the answer says so at once...
     let err = h.sup.start_service("app").await.unwrap_err();
     let (code, detail) = code(&err);
@@ -465,11 +466,13 @@ async fn dependency_cycles_are_refused_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_held_by_the_test_is_a_port_conflict_naming_its_pid() {
-    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = held.local_addr().unwrap().port();
+    let port = free_port();
     let web =
         Fixture::new("web", r#"date +%s%N > "$DATA/spawned"; exec sleep 300"#).port("http", port);
     let h = harness(&[web]).await;
+    assert_eq!(h.sup.definition("web").unwrap().ports[0].port, port);
+    // Taken after the registry gave it to `web` (ports are sticky: no silent move).
+    let held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
 
     let err = h.sup.start_service("web").await.unwrap_err();
     let (code, detail) = code(&err);

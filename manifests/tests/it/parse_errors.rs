@@ -135,3 +135,51 @@ fn unknown_params_are_refused_and_secret_values_are_redacted() {
     assert!(!debug.contains("hunter2-canary"), "{debug}");
     assert!(debug.contains("<redacted>"), "{debug}");
 }
+
+#[test]
+fn an_unknown_update_channel_and_an_out_of_range_port_name_their_field() {
+    let err = Request::from_slice(
+        br#"{"method": "config.setApp", "params": {"installPath": "/h", "updateChannel": "nightly", "telemetryOptIn": false}}"#,
+    )
+    .unwrap_err();
+    let RequestError::InvalidParams { field, message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(field.as_deref(), Some("updateChannel"));
+    assert!(message.contains("unknown variant `nightly`"), "{message}");
+
+    let err = Request::from_slice(
+        br#"{"method": "config.setService", "params": {"id": "postgres", "enabled": true, "ports": {"db": 70000}, "env": {}, "args": []}}"#,
+    )
+    .unwrap_err();
+    let RequestError::InvalidParams { field, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(field.as_deref(), Some("ports.db"), "{err}");
+}
+
+#[test]
+fn set_service_and_set_project_take_the_split_form_whose_ids_must_agree() {
+    let flat = Request::from_slice(
+        br#"{"method": "config.setService", "params": {"id": "postgres", "enabled": true, "ports": {"db": 5432}, "env": {}, "args": []}}"#,
+    )
+    .unwrap();
+    let split = Request::from_slice(
+        br#"{"method": "config.setService", "params": {"id": "postgres", "config": {"enabled": true, "ports": {"db": 5432}, "env": {}, "args": []}}}"#,
+    )
+    .unwrap();
+    assert_eq!(flat, split, "an absent body id takes the params' id");
+
+    let err = Request::from_slice(
+        br#"{"method": "config.setProject", "params": {"id": "proj-1", "config": {"id": "proj-2", "name": "a", "path": "/", "domain": "a.test", "stack": "php", "overrides": {}}}}"#,
+    )
+    .unwrap_err();
+    let RequestError::InvalidParams { field, message, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(field.as_deref(), Some("id"));
+    assert!(
+        message.contains("`proj-1`") && message.contains("`proj-2`"),
+        "{message}"
+    );
+}

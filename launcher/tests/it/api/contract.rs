@@ -92,7 +92,9 @@ fn parse() -> Contract {
 }
 
 /// Keys whose value is a `map<string,string>` in the contract's models.
-const MAPS: &[&str] = &["env", "fields"];
+const MAPS: &[&str] = &["env", "fields", "overrides"];
+/// Keys the contract declares `map<string,number>`.
+const NUMBER_MAPS: &[&str] = &["ports"];
 /// Keys the contract declares `T | null`.
 const NULLABLE: &[&str] = &["pid", "lastError"];
 
@@ -104,6 +106,13 @@ fn shape(c: &Contract, path: &str, key: &str, example: &Value, actual: &Value) {
         (Value::Object(_), Value::Object(map)) if MAPS.contains(&key) => {
             for (k, v) in map {
                 assert!(v.is_string(), "{path}.{k}: a map<string,string> holds {v}");
+            }
+        }
+        (Value::Object(e), Value::Object(map))
+            if NUMBER_MAPS.contains(&key) && e.values().all(Value::is_number) =>
+        {
+            for (k, v) in map {
+                assert!(v.is_u64(), "{path}.{k}: a map<string,number> holds {v}");
             }
         }
         (Value::Object(e), Value::Object(a)) => {
@@ -357,6 +366,87 @@ fn every_contract_request_example_gets_the_contract_result() {
         web.pid,
         "reinstalling the same bundle disturbs nothing"
     );
+
+    // Configuration. The app's installPath is where the home is: the example's /opt/kojibox
+    // is refused (kojibox does not move a home); this home's path is accepted.
+    let home = api.env.home_dir().to_string_lossy().into_owned();
+    let m = "config.setApp";
+    let refused = error(&send(&c.requests[m]));
+    assert_eq!(
+        serde_json::to_value(refused.code).unwrap(),
+        "VALIDATION_FAILED"
+    );
+    assert!(refused.detail.starts_with("installPath: "), "{refused:?}");
+    let mut set_app = c.requests[m].clone();
+    set_app["params"]["installPath"] = json!(home);
+    set_app["params"]["updateChannel"] = json!("beta");
+    result::<methods::ConfigSetApp>(c, &send(&set_app), &c.responses[m]);
+    let m = "config.getApp";
+    let app = result::<methods::ConfigGetApp>(c, &send(&example(c, m)), &c.responses[m]);
+    assert_eq!(app.install_path, home);
+    assert_eq!(serde_json::to_value(app.update_channel).unwrap(), "beta");
+
+    // The example names postgres, which is not installed here.
+    let m = "config.setService";
+    let missing = error(&send(&c.requests[m]));
+    assert_eq!(serde_json::to_value(missing.code).unwrap(), "NOT_FOUND");
+    let set_worker = json!({"method": m, "params": {"id": "worker", "enabled": false, "ports": {}, "env": {"GREETING": "hi"}, "args": []}});
+    result::<methods::ConfigSetService>(c, &send(&set_worker), &c.responses[m]);
+    let m = "config.getService";
+    let get_worker = json!({"method": m, "params": {"id": "worker"}});
+    let worker = result::<methods::ConfigGetService>(c, &send(&get_worker), &c.responses[m]);
+    assert_eq!(
+        worker,
+        serde_json::from_value(set_worker["params"].clone()).unwrap()
+    );
+    let missing = error(&send(&c.requests[m]));
+    assert_eq!(serde_json::to_value(missing.code).unwrap(), "NOT_FOUND");
+
+    // The example's path does not exist here: the contract's own validation error example.
+    let m = "config.setProject";
+    let invalid = error(&send(&c.requests[m]));
+    let expected = c
+        .errors
+        .iter()
+        .find(|e| e["error"]["code"] == "VALIDATION_FAILED")
+        .expect("the contract has a validation example");
+    assert_eq!(
+        (
+            invalid.message.as_str(),
+            serde_json::to_value(invalid.source).unwrap()
+        ),
+        (
+            expected["error"]["message"].as_str().unwrap(),
+            expected["error"]["source"].clone()
+        )
+    );
+    assert!(
+        invalid
+            .detail
+            .contains(expected["error"]["detail"].as_str().unwrap()),
+        "{invalid:?}"
+    );
+    assert!(!invalid.retryable);
+    let mut set_project = c.requests[m].clone();
+    set_project["params"]["path"] = json!(home);
+    result::<methods::ConfigSetProject>(c, &send(&set_project), &c.responses[m]);
+    let m = "config.getProject";
+    let project = result::<methods::ConfigGetProject>(c, &send(&example(c, m)), &c.responses[m]);
+    assert_eq!(project.path, home);
+    assert_eq!(project.domain, "my-app.test");
+    let m = "config.listProjects";
+    let projects = result::<methods::ConfigListProjects>(c, &send(&example(c, m)), &c.responses[m]);
+    assert_eq!(projects, [project]);
+
+    let m = "secrets.get";
+    let unknown = error(&send(&c.requests[m]));
+    assert_eq!(serde_json::to_value(unknown.code).unwrap(), "NOT_FOUND");
+    assert_eq!(serde_json::to_value(unknown.source).unwrap(), "secrets");
+    let m = "secrets.set";
+    result::<methods::SecretsSet>(c, &send(&c.requests[m]), &c.responses[m]);
+    let m = "secrets.get";
+    let value = result::<methods::SecretsGet>(c, &send(&c.requests[m]), &c.responses[m]);
+    assert_eq!(value, c.responses[m]["result"].as_str().unwrap());
 
     // Every other method of the contract is known but not served yet: it must say so.
     for method in &c.methods {
