@@ -253,6 +253,17 @@ pub fn get_project(home: &Home, id: &str) -> Result<ProjectConfig> {
 
 /// `config.listProjects`, by id.
 pub fn list_projects(home: &Home) -> Result<Vec<ProjectConfig>> {
+    let mut out = Vec::new();
+    for path in project_files(home)? {
+        if let Some(project) = read_config(&path)? {
+            out.push(project);
+        }
+    }
+    Ok(out)
+}
+
+/// `app/config/projects/<id>.json`, by id.
+fn project_files(home: &Home) -> Result<Vec<PathBuf>> {
     let dir = home.config().join("projects");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -269,13 +280,7 @@ pub fn list_projects(home: &Home) -> Result<Vec<ProjectConfig>> {
         })
         .collect();
     paths.sort();
-    let mut out = Vec::new();
-    for path in paths {
-        if let Some(project) = read_config(&path)? {
-            out.push(project);
-        }
-    }
-    Ok(out)
+    Ok(paths)
 }
 
 /// `config.setProject`: creates or replaces a project after validating every field.
@@ -287,7 +292,7 @@ pub fn set_project(home: &Home, project: &ProjectConfig) -> Result<()> {
             "a name must be non-empty, without control characters",
         ));
     }
-    check_project_path(&project.path)?;
+    check_project_path(home, &project.path)?;
     if !project.domain.is_empty() {
         check_domain(&project.domain)?;
     }
@@ -312,9 +317,11 @@ pub fn set_project(home: &Home, project: &ProjectConfig) -> Result<()> {
         ));
     }
     let _lock = home.lock_wait("projects")?;
+    // A corrupt project file is reported where it is read; it does not block other projects.
     if !project.domain.is_empty()
-        && let Some(other) = list_projects(home)?
-            .into_iter()
+        && let Some(other) = project_files(home)?
+            .iter()
+            .filter_map(|path| read_json::<ProjectConfig>(path).ok().flatten())
             .find(|p| p.id != project.id && p.domain == project.domain)
     {
         return Err(invalid(
@@ -328,7 +335,7 @@ pub fn set_project(home: &Home, project: &ProjectConfig) -> Result<()> {
     write_json(&project_path(home, &project.id), project)
 }
 
-fn check_project_path(path: &str) -> Result<()> {
+fn check_project_path(home: &Home, path: &str) -> Result<()> {
     let refuse = |why: String| Error::Invalid {
         message: "Invalid project path".into(),
         detail: format!("path: {why}"),
@@ -341,14 +348,68 @@ fn check_project_path(path: &str) -> Result<()> {
     }
     match std::fs::metadata(p) {
         Ok(meta) if !meta.is_dir() => Err(refuse(format!("{path} is not a folder"))),
-        Ok(_) => std::fs::read_dir(p).map(drop).map_err(|e| {
-            refuse(format!(
-                "Path does not exist or is not readable ({path}: {e})"
-            ))
-        }),
+        Ok(meta) => {
+            std::fs::read_dir(p).map(drop).map_err(|e| {
+                refuse(format!(
+                    "Path does not exist or is not readable ({path}: {e})"
+                ))
+            })?;
+            // Under root, services run as the service user: it must read the project too.
+            if let Ok((Some(user), _)) = crate::supervisor::service_user(home) {
+                let why = kojibox_proc::check_traversable(p, &user)
+                    .err()
+                    .map(|e| e.to_string())
+                    .or_else(|| {
+                        (!readable_by(&meta, &user))
+                            .then(|| format!("{path} has mode {:o}", mode_of(&meta)))
+                    });
+                if let Some(why) = why {
+                    return Err(refuse(format!(
+                        "Path does not exist or is not readable (by {}, who runs the services: {why})",
+                        user.name
+                    )));
+                }
+            }
+            Ok(())
+        }
         Err(e) => Err(refuse(format!(
             "Path does not exist or is not readable ({path}: {e})"
         ))),
+    }
+}
+
+/// Whether the mode bits let `user` list a folder (read and search).
+fn readable_by(meta: &std::fs::Metadata, user: &kojibox_proc::User) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = meta.mode();
+        let bits = if meta.uid() == user.uid {
+            mode >> 6
+        } else if meta.gid() == user.gid {
+            mode >> 3
+        } else {
+            mode
+        };
+        user.uid == 0 || bits & 0o5 == 0o5
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (meta, user);
+        true
+    }
+}
+
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.mode() & 0o7777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
     }
 }
 

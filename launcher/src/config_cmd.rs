@@ -139,8 +139,12 @@ pub enum SecretsCommand {
     /// `kojibox up` asks for it; `serve` takes --passphrase-stdin or KOJIBOX_PASSPHRASE.
     Passphrase {
         /// Remove the passphrase (the key goes back to a 0600 key file).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "stdin")]
         remove: bool,
+        /// Read the new passphrase from the first line of standard input instead of a prompt
+        /// (the current one, if any, comes from KOJIBOX_PASSPHRASE or a prompt).
+        #[arg(long)]
+        stdin: bool,
     },
 }
 
@@ -457,17 +461,26 @@ pub fn secrets(home: &Home, command: SecretsCommand) -> Result<ExitCode> {
             let value = Backend::open(home).secret_get(scope.into(), &key)?;
             println!("{}", value.expose());
         }
-        SecretsCommand::Passphrase { remove } => {
+        SecretsCommand::Passphrase { remove, stdin } => {
             let store = open_store(home)?;
             if remove {
                 store.set_passphrase(None)?;
                 println!("removed the passphrase: the store's key is in a 0600 key file again");
             } else {
-                let first = prompt("new passphrase: ")?;
-                let again = prompt("again: ")?;
-                if first.expose() != again.expose() {
-                    bail!("the two passphrases differ; nothing changed");
-                }
+                let first = if stdin {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("could not read the passphrase from standard input")?;
+                    SecretValue::new(line.trim_end_matches(['\n', '\r']).to_owned())
+                } else {
+                    let first = prompt("new passphrase: ")?;
+                    let again = prompt("again: ")?;
+                    if first.expose() != again.expose() {
+                        bail!("the two passphrases differ; nothing changed");
+                    }
+                    first
+                };
                 if first.expose().is_empty() {
                     bail!("an empty passphrase protects nothing; nothing changed");
                 }

@@ -36,6 +36,20 @@ pub async fn rpc(State(state): State<Arc<AppState>>, body: Body) -> Response {
                 e.to_string(),
             );
         }
+        Err(e @ RequestError::InvalidParams { method, .. }) => {
+            // The method is known: its module refuses its params.
+            let error = kojibox_manifests::ApiError::new(
+                ErrorCode::ValidationFailed,
+                source_of(method),
+                "Invalid request",
+                e.to_string(),
+                crate::clock::now(),
+            );
+            return envelope(
+                StatusCode::BAD_REQUEST,
+                &kojibox_manifests::Response::<()>::Error(error),
+            );
+        }
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,

@@ -425,4 +425,37 @@ mod tests {
         );
         assert!(expand("${data", &vars).unwrap_err().contains("unclosed"));
     }
+
+    #[test]
+    fn secrets_expand_only_through_the_resolver_and_bad_names_are_refused() {
+        let vars = BTreeMap::from([("data".to_owned(), "/d".to_owned())]);
+        let mut asked = Vec::new();
+        let out = expand_with(
+            "${data}:${secret.pw}:${secret.app.pw}",
+            &vars,
+            &mut |name| {
+                asked.push(name.to_owned());
+                Some(format!("<{name}>"))
+            },
+        )
+        .unwrap();
+        assert_eq!(out, "/d:<pw>:<app.pw>");
+        assert_eq!(asked, ["pw", "app.pw"]);
+        let err = expand("${secret.pw}", &vars).unwrap_err();
+        assert!(err.contains("secret `pw` is not available"), "{err}");
+        for bad in [
+            "${secret.}",
+            "${secret.a b}",
+            "${secret.app.}",
+            "${secret..x}",
+        ] {
+            let err = expand_with(bad, &vars, &mut |_| Some(String::new())).unwrap_err();
+            assert!(err.contains("does not name a secret"), "{bad}: {err}");
+        }
+        // `$$` escapes a placeholder, secrets included.
+        assert_eq!(
+            expand_with("$${secret.pw}", &vars, &mut |_| Some("x".into())).unwrap(),
+            "${secret.pw}"
+        );
+    }
 }

@@ -404,7 +404,9 @@ fn topological(mut pending: Vec<Definition>) -> Vec<Definition> {
 
 /// When the daemon is root: the user services run as (settings `serviceUser`, default
 /// `nobody`) and, if the home is out of that user's reach, why.
-fn service_user(home: &Home) -> Result<(Option<kojibox_proc::User>, Option<String>)> {
+/// The user services run as (`None`: kojibox's own, when it is not root) and, when that user
+/// cannot reach the home, why.
+pub(crate) fn service_user(home: &Home) -> Result<(Option<kojibox_proc::User>, Option<String>)> {
     if !kojibox_proc::current_is_root() {
         return Ok((None, None));
     }

@@ -15,9 +15,11 @@
 //! their children), by pid.
 
 mod cli;
+mod config;
 mod contract;
 mod events;
 mod http;
+mod secrets;
 mod security;
 
 pub use http::{EventStream, Reply, Sse, connect, exchange, read_reply, request};
@@ -165,6 +167,11 @@ impl Api {
 
     /// Starts `kojibox --home H serve --listen 127.0.0.1:0 ARGS` and waits until it serves.
     pub fn serve(&mut self, args: &[&str]) {
+        self.serve_with(args, None);
+    }
+
+    /// [`serve`](Api::serve), writing `input` to its standard input.
+    pub fn serve_with(&mut self, args: &[&str], input: Option<&str>) {
         assert!(self.child.is_none(), "a daemon already runs");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
             .arg("--home")
@@ -172,11 +179,19 @@ impl Api {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("KOJIBOX_HOME")
-            .stdin(Stdio::null())
+            .env_remove("KOJIBOX_PASSPHRASE")
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        }
         let stderr = child.stderr.take().unwrap();
         self.stderr.lock().unwrap().clear();
         let sink = Arc::clone(&self.stderr);

@@ -543,3 +543,39 @@ async fn an_unreachable_home_is_permission_denied() {
     assert_eq!(sup.state("svc").unwrap().state, ServiceStatus::Error);
     sup_shutdown(sup).await;
 }
+
+/// The registry gives a port once: the default when free, else the next free one of the range;
+/// from then on it is the service's, even once the default is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_default_port_moves_to_the_next_free_one_once_and_then_stays() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let default = held.local_addr().unwrap().port();
+    let web = Fixture::new("web", "exec sleep 300").port("http", default);
+    let h = harness(&[web]).await;
+    let given = h.sup.definition("web").unwrap().ports[0].port;
+    assert_ne!(given, default, "the default is held by this test");
+    assert!(
+        (default..default.saturating_add(100)).contains(&given),
+        "{given} is in the default range of {default}"
+    );
+    let registry: kojibox_manifests::model::PortRegistry =
+        serde_json::from_slice(&std::fs::read(h.env.at("app/config/ports.json")).unwrap()).unwrap();
+    assert_eq!(registry.assigned["web"], given);
+    let env = h.sup.definition("web").unwrap().env;
+    assert_eq!(
+        env["PORT_HTTP"],
+        given.to_string(),
+        "${{port.http}} follows"
+    );
+    sup_shutdown(h.sup).await;
+
+    drop(held);
+    let (bus, _) = broadcast::channel(16);
+    let (again, _) = Supervisor::start(&h.env.home(), bus).await.unwrap();
+    assert_eq!(
+        again.definition("web").unwrap().ports[0].port,
+        given,
+        "sticky: the freed default does not take it back"
+    );
+    sup_shutdown(again).await;
+}

@@ -19,7 +19,8 @@ const START: &str = r#"{"method": "services.start", "params": {"id": "worker"}}"
 /// The body cap: 1 MiB.
 const MAX_BODY: usize = 1 << 20;
 
-/// Fails unless `reply` is a `status` answer carrying a `code` envelope from the API layer.
+/// Fails unless `reply` is a `status` answer carrying a `code` envelope from the API layer (or,
+/// for a known method's params, from that method's module: `config` refuses `config.setApp`'s).
 fn refused(reply: &Reply, status: u16, code: &str) -> ApiError {
     assert_eq!(reply.status, status, "{reply:?}");
     assert_eq!(
@@ -29,9 +30,16 @@ fn refused(reply: &Reply, status: u16, code: &str) -> ApiError {
     );
     let error = error(&reply.json());
     assert_eq!(serde_json::to_value(error.code).unwrap(), code, "{error:?}");
+    let source = match error.detail.strip_prefix("invalid params for ") {
+        Some(method) => match method.split('.').next().unwrap() {
+            "domains" | "proxy" | "certs" => "tooling",
+            module => module,
+        },
+        None => "api",
+    };
     assert_eq!(
         serde_json::to_value(error.source).unwrap(),
-        "api",
+        source,
         "{error:?}"
     );
     error
