@@ -285,7 +285,9 @@ impl Backend {
     fn saved(&self, what: &str) {
         match self {
             Backend::Daemon(c) => println!("saved {what} (daemon pid {})", c.pid()),
-            Backend::Files(h) => println!("saved {what} in {}", h.root().display()),
+            Backend::Files(h) => {
+                println!("saved {what} in {} (no daemon runs)", h.root().display())
+            }
         }
     }
 }
@@ -355,10 +357,11 @@ pub fn config(home: &Home, command: ConfigCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             backend.set_service(&config)?;
-            backend.saved(&format!(
-                "{}'s settings; they take effect at its next start (`kojibox restart {}`)",
-                config.id, config.id
-            ));
+            backend.saved(&format!("{}'s settings", config.id));
+            println!(
+                "they take effect at its next start (`kojibox restart {}` if it runs)",
+                config.id
+            );
         }
         ConfigCommand::Ports => {
             print_json(&launcher::ports::load(home)?)?;
