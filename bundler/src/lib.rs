@@ -8,6 +8,7 @@ pub mod build;
 pub mod fetch;
 pub mod inspect;
 pub mod plan;
+pub mod publish;
 
 use std::fs::File;
 use std::io::BufReader;

@@ -68,6 +68,31 @@ enum Command {
         #[arg(long, value_name = "PREFIX.pub")]
         pubkey: PathBuf,
     },
+    /// Publish a bundle to an update repository (a folder; copy it to a USB stick or serve it
+    /// over HTTP) and sign the channel's index.
+    ///
+    /// Copies the bundle to REPO/bundles/kojibox-VERSION.kbx and writes
+    /// REPO/channels/CHANNEL.json naming its version, path, sha256, size, publish and expiry
+    /// times. Launchers refuse an expired index: publish again before it expires.
+    Publish {
+        /// The bundle (.kbx), signed by --key.
+        bundle: PathBuf,
+        /// The repository folder.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// The channel: stable or beta.
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// The secret key that signed the bundle; it signs the index too.
+        #[arg(long, value_name = "PREFIX.key")]
+        key: PathBuf,
+        /// How long launchers trust the index: 30d, 12h, 90m, 45s.
+        #[arg(long, default_value = "30d", value_name = "DURATION")]
+        expires: String,
+        /// Publish even when the channel names a newer version, or replace a version's bundle.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a bundle's manifest, payloads and provenance (without verifying it).
     Inspect {
         /// The bundle.
@@ -182,6 +207,44 @@ fn run(cli: Cli) -> Result<()> {
                 m.services.len(),
                 signed.index.files.len()
             );
+        }
+        Command::Publish {
+            bundle,
+            repo,
+            channel,
+            key,
+            expires,
+            force,
+        } => {
+            let expires_in = kojibox_manifests::channel::parse_duration(&expires)
+                .map_err(|e| anyhow::anyhow!("--expires {e}"))?;
+            let key = kojibox_signing::SecretKey::read(&key)?;
+            let published = bundler::publish::publish(
+                &bundler::publish::Publish {
+                    bundle: &bundle,
+                    repo: &repo,
+                    channel: &channel,
+                    expires_in,
+                    force,
+                },
+                &key,
+            )?;
+            let i = &published.index;
+            println!(
+                "published {} on channel {} ({}{}), signed by key {}",
+                i.version,
+                i.channel,
+                published.channel_file.display(),
+                published
+                    .previous
+                    .as_ref()
+                    .map(|p| format!(", was {p}"))
+                    .unwrap_or_default(),
+                key.key_id()
+            );
+            println!("  bundle   {} ({} bytes)", i.bundle, i.size);
+            println!("  sha256   {}", i.sha256);
+            println!("  expires  {}", i.expires_at);
         }
         Command::Inspect { bundle, json } => {
             let inspected = bundler::inspect::inspect(&bundle)?;

@@ -286,7 +286,7 @@ impl Backend {
         match self {
             Backend::Daemon(c) => println!("saved {what} (daemon pid {})", c.pid()),
             Backend::Files(h) => {
-                println!("saved {what} in {} (no daemon runs)", h.root().display())
+                println!("saved {what} in {} (no daemon runs)", h.root().display());
             }
         }
     }

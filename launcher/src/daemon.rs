@@ -47,6 +47,10 @@ pub fn serve(home: &Home, options: &ServeOptions) -> Result<()> {
 
 async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
     let _lock = home.lock("daemon", "kojibox daemon")?;
+    // An interrupted update first: it decides which version is installed.
+    for note in crate::updater::recover(home)? {
+        eprintln!("note: {note}");
+    }
     for note in crate::install::recover_if_idle(home)? {
         eprintln!("note: {note}");
     }

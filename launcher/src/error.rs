@@ -76,6 +76,25 @@ pub enum Error {
         /// Which one, and why.
         detail: String,
     },
+    /// An update (its channel index or its bundle) is not signed by a pinned key, or does not
+    /// match what was signed.
+    #[error("{detail}")]
+    UpdateSignatureInvalid {
+        /// Which version, and what failed.
+        detail: String,
+    },
+    /// An update would go below the highest version ever installed.
+    #[error("{detail}")]
+    UpdateRollbackRejected {
+        /// The versions.
+        detail: String,
+    },
+    /// An update could not be fetched or applied (the previous version stays or is back).
+    #[error("{detail}")]
+    UpdateFailed {
+        /// What failed, and what runs now.
+        detail: String,
+    },
     /// A stored file is corrupt.
     #[error("{} is corrupt: {detail}", path.display())]
     Corrupt {
@@ -142,6 +161,15 @@ impl Error {
             }
             Error::DependencyFailed { .. } => (ErrorCode::DependencyFailed, "A dependency failed"),
             Error::Corrupt { .. } => (ErrorCode::Internal, "A stored file is corrupt"),
+            Error::UpdateSignatureInvalid { .. } => (
+                ErrorCode::UpdateSignatureInvalid,
+                "Update package signature mismatch",
+            ),
+            Error::UpdateRollbackRejected { .. } => (
+                ErrorCode::UpdateRollbackRejected,
+                "Update older than the installed version",
+            ),
+            Error::UpdateFailed { .. } => (ErrorCode::UpdateFailed, "The update failed"),
         };
         let message = match self {
             Error::Invalid { message, .. } => message.clone(),

@@ -49,6 +49,9 @@ pub struct InstallOptions {
     pub all_targets: bool,
     /// Allow a bundle older than the installed one.
     pub allow_downgrade: bool,
+    /// Leave the rollback watermark alone (an update raises it once the new version is
+    /// healthy, with [`raise_watermark`]).
+    pub defer_watermark: bool,
 }
 
 /// What an install did.
@@ -330,7 +333,7 @@ fn install_locked(
         pinned = true;
     }
     let payloads = payloads.into_inner();
-    finalize(home, &signed, &payloads, &staging)?;
+    finalize(home, &signed, &payloads, &staging, !options.defer_watermark)?;
     Ok(InstallReport {
         version: signed.index.manifest.version.clone(),
         changed: true,
@@ -466,7 +469,13 @@ fn stored_checksums(home: &Home) -> Result<Vec<(String, String)>> {
 }
 
 /// Moves verified payloads into place and switches the manifest.
-fn finalize(home: &Home, signed: &Signed, payloads: &[Payload], staging: &Path) -> Result<()> {
+fn finalize(
+    home: &Home,
+    signed: &Signed,
+    payloads: &[Payload],
+    staging: &Path,
+    watermark: bool,
+) -> Result<()> {
     if payloads.iter().any(|p| p.install) {
         sync_tree(staging)?;
     }
@@ -499,7 +508,34 @@ fn finalize(home: &Home, signed: &Signed, payloads: &[Payload], staging: &Path) 
     write_json(&home.manifest(), &manifest)?;
     crate::fault::point("install:after-switch");
     write_templates(home, signed)?;
-    raise_watermark(home, version)
+    if watermark {
+        raise_watermark(home, version)?;
+    }
+    Ok(())
+}
+
+/// Makes `manifest` (a version whose payloads and signed index are still in the home) the
+/// installed one again: the manifest is switched atomically, then its service templates are
+/// written from its stored index. Used to roll an update back.
+pub fn reactivate(home: &Home, manifest: &RuntimeManifest) -> Result<()> {
+    let signed = crate::runtime::load_index(home, &manifest.version)?.ok_or_else(|| {
+        Error::RuntimeMissing {
+            detail: format!(
+                "the signed index of {} is no longer in {}",
+                manifest.version,
+                home.indexes().display()
+            ),
+        }
+    })?;
+    write_json(&home.manifest(), manifest)?;
+    write_templates(home, &signed)?;
+    Ok(())
+}
+
+/// The highest version ever installed (the rollback watermark), if any.
+pub fn watermark(home: &Home) -> Result<Option<String>> {
+    Ok(read_json::<Watermark>(&home.state().join("versions.json"))?
+        .and_then(|w| w.highest_installed))
 }
 
 /// Writes `runtime/services/<name>.json` from an index's templates (only those that differ).
@@ -524,7 +560,8 @@ fn write_templates(home: &Home, signed: &Signed) -> Result<bool> {
     Ok(changed)
 }
 
-fn raise_watermark(home: &Home, version: &str) -> Result<()> {
+/// Raises the rollback watermark to `version` when it is higher.
+pub fn raise_watermark(home: &Home, version: &str) -> Result<()> {
     let path = home.state().join("versions.json");
     let mut mark: Watermark = read_json(&path)?.unwrap_or_default();
     let newer = match mark

@@ -2,6 +2,7 @@
 
 mod commands;
 mod config_cmd;
+mod update_cmd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -74,6 +75,9 @@ enum Command {
     /// Store and read secrets (encrypted at rest; `${secret.KEY}` in a service's env or args).
     #[command(subcommand)]
     Secrets(config_cmd::SecretsCommand),
+    /// Check for, apply or roll back a signed update (settings `updateSource`).
+    #[command(subcommand)]
+    Update(update_cmd::UpdateCommand),
     /// Re-hash every installed payload against its signed index and report any drift.
     ///
     /// Exits 0 when everything is intact, 1 otherwise.
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pubkey,
                 all_targets,
                 allow_downgrade,
+                defer_watermark: false,
             };
             let interactive = std::io::stderr().is_terminal();
             let bar = if interactive {
@@ -245,6 +250,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(command) => return config_cmd::config(&home, command),
         Command::Projects(command) => return config_cmd::projects(&home, command, cli.json),
         Command::Secrets(command) => return config_cmd::secrets(&home, command),
+        Command::Update(command) => return update_cmd::update(&home, command, cli.json),
         // Handled before the home is resolved.
         Command::Watchdog => {}
         Command::Up => return commands::up(&home, cli.json),

@@ -10,6 +10,11 @@ use crate::home::Home;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
+    /// Where updates come from: a repository folder (absolute or home-relative: a USB stick, a
+    /// mounted share) or an `http://` / `https://` URL (any static server), as written by
+    /// `kojibox-bundle publish`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_source: Option<String>,
     /// The bundle `installer.start` installs (a path, absolute or home-relative).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub install_source: Option<String>,

@@ -13,7 +13,7 @@
 //! offending field (`ports.db`). Missing or `null` params mean `{}`.
 //!
 //! Documented additions to the contract: the methods `services.describe` (a service's
-//! definition) and `services.up` (start every enabled service); `services.logs` takes `tail` as optional (default chosen
+//! definition), `services.up` (start every enabled service) and `updater.rollback`; `services.logs` takes `tail` as optional (default chosen
 //! by the server); `installer.start` takes an optional `path`; `logs.query`/`logs.export` filters
 //! also accept `since`, `until` and `contains`.
 
@@ -72,6 +72,7 @@ macro_rules! for_each_method {
             (InstallerStart, "installer.start", $crate::api::InstallerStartParams, $crate::api::Ack, "Installs a bundle."),
             (UpdaterCheck, "updater.check", $crate::api::Empty, $crate::api::UpdateCheck, "Looks for an update on the configured channel."),
             (UpdaterApply, "updater.apply", $crate::api::VersionParams, $crate::api::Ack, "Applies an update; answers when it is done."),
+            (UpdaterRollback, "updater.rollback", $crate::api::Empty, $crate::api::Ack, "Goes back to the version before the last update (an addition)."),
             (LogsQuery, "logs.query", $crate::api::LogFilter, ::std::vec::Vec<$crate::model::LogEntry>, "Log entries matching a filter."),
             (LogsExport, "logs.export", $crate::api::LogFilter, ::std::string::String, "Writes matching entries to a file; answers its home-relative path."),
             (DiagnosticsCreate, "diagnostics.create", $crate::api::Empty, $crate::model::DiagnosticsBundle, "Builds a diagnostics archive."),
@@ -147,7 +148,7 @@ for_each_method!(define_api);
 
 /// Methods this implementation adds to the contract (documented in the README).
 /// Additions to existing methods are documented where they are parsed (see `split_form`).
-pub const ADDITIONS: &[&str] = &["services.describe", "services.up"];
+pub const ADDITIONS: &[&str] = &["services.describe", "services.up", "updater.rollback"];
 
 impl Request {
     /// Parses a request body, naming what is wrong when it cannot.

@@ -10,6 +10,7 @@
 //! - [`event`]: the seven events and their envelope;
 //! - [`recipe`]: the bundle recipe (TOML) that `kojibox-bundle` builds from;
 //! - [`bundle`]: the signed content index inside a `.kbx` bundle;
+//! - [`channel`]: the signed index of an update channel;
 //! - [`schema`]: JSON Schemas of all of the above, as committed under `manifests/schema/`.
 //!
 //! The wire format only grows by addition: new fields are optional and skipped when absent, so
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod bundle;
+pub mod channel;
 pub mod error;
 pub mod event;
 pub mod model;

@@ -86,6 +86,14 @@ pub fn source_of(method: &str) -> ErrorSource {
     }
 }
 
+/// Sends events (update progress) to the daemon's bus.
+fn emitter(state: &AppState) -> crate::updater::Emit {
+    let events = state.events.clone();
+    Arc::new(move |event| {
+        let _ = events.send(event);
+    })
+}
+
 /// Announces a configuration change (`config:changed`) and acknowledges the call.
 fn changed(state: &AppState, scope: ConfigScope, id: &str) -> Result<Value> {
     let _ = state.events.send(Event::ConfigChanged(ConfigChanged {
@@ -182,6 +190,17 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             .await?;
             json(Ack::Ok)
         }
+        Request::UpdaterCheck(_) => {
+            json(crate::updater::check_and_announce(&home, &emitter(state)).await?)
+        }
+        Request::UpdaterApply(p) => {
+            crate::updater::apply(&home, &p.version, Some(sup), &emitter(state)).await?;
+            json(Ack::Ok)
+        }
+        Request::UpdaterRollback(_) => {
+            crate::updater::rollback(&home, Some(sup), &emitter(state)).await?;
+            json(Ack::Ok)
+        }
         request @ (Request::DomainsList(_)
         | Request::DomainsUpsert(_)
         | Request::DomainsRemove(_)
@@ -189,8 +208,6 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
         | Request::ProxyApply(_)
         | Request::CertsGenerate(_)
         | Request::CertsTrust(_)
-        | Request::UpdaterCheck(_)
-        | Request::UpdaterApply(_)
         | Request::LogsQuery(_)
         | Request::LogsExport(_)
         | Request::DiagnosticsCreate(_)

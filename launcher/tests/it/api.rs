@@ -16,7 +16,7 @@
 
 mod cli;
 mod config;
-mod contract;
+pub mod contract;
 mod events;
 mod http;
 mod secrets;
@@ -167,11 +167,11 @@ impl Api {
 
     /// Starts `kojibox --home H serve --listen 127.0.0.1:0 ARGS` and waits until it serves.
     pub fn serve(&mut self, args: &[&str]) {
-        self.serve_with(args, None);
+        self.serve_with(args, None, &[]);
     }
 
-    /// [`serve`](Api::serve), writing `input` to its standard input.
-    pub fn serve_with(&mut self, args: &[&str], input: Option<&str>) {
+    /// [`serve`](Api::serve), writing `input` to its standard input, with `envs` set.
+    pub fn serve_with(&mut self, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) {
         assert!(self.child.is_none(), "a daemon already runs");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
             .arg("--home")
@@ -180,6 +180,7 @@ impl Api {
             .args(args)
             .env_remove("KOJIBOX_HOME")
             .env_remove("KOJIBOX_PASSPHRASE")
+            .envs(envs.iter().copied())
             .stdin(if input.is_some() {
                 Stdio::piped()
             } else {

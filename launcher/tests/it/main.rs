@@ -11,3 +11,4 @@ mod installer;
 mod runtime;
 mod supervise;
 mod support;
+mod update;

@@ -503,17 +503,43 @@ impl Env {
 
     /// Builds the fixtures into one bundle (signed by key 1) and installs it with the library.
     pub fn install_fixtures(&self, fixtures: &[Fixture]) {
+        let out = self.fixture_bundle("fixtures", "1.0.0", "1.0", &host(), fixtures);
+        self.install(&out, Some(1)).unwrap();
+    }
+
+    /// Builds `bundles/<name>.kbx` (bundle `version`, signed by key 1) holding the fixtures as
+    /// services of version `service_version` for `target`.
+    pub fn fixture_bundle(
+        &self,
+        name: &str,
+        bundle_version: &str,
+        version: &str,
+        target: &str,
+        fixtures: &[Fixture],
+    ) -> PathBuf {
+        self.fixture_bundle_signed(name, bundle_version, version, target, fixtures, 1)
+    }
+
+    /// [`fixture_bundle`](Env::fixture_bundle), signed by key `seed`.
+    pub fn fixture_bundle_signed(
+        &self,
+        name: &str,
+        bundle_version: &str,
+        version: &str,
+        target: &str,
+        fixtures: &[Fixture],
+        seed: u8,
+    ) -> PathBuf {
         use kojibox_manifests::model::{PortDef, Protocol};
-        let (version, target) = ("1.0", host());
         let (os, arch) = target.split_once('-').unwrap();
         let mut payloads = Vec::new();
         for f in fixtures {
-            let dir = self.root().join(format!("payloads/fixtures/{}", f.name));
+            let dir = self.root().join(format!("payloads/{name}/{}", f.name));
             std::fs::create_dir_all(dir.join("bin")).unwrap();
             let exe = dir.join(format!("bin/{}", f.name));
             std::fs::write(&exe, format!("#!/bin/sh\n{}\n", f.script)).unwrap();
             set_mode(&exe, 0o755);
-            let root = root(&f.name, version, &target);
+            let root = root(&f.name, version, target);
             payloads.push(PayloadSpec {
                 binary: ServiceBinary {
                     name: f.name.clone(),
@@ -539,7 +565,7 @@ impl Env {
             });
         }
         let bundle = BundleSpec {
-            version: "1.0.0".into(),
+            version: bundle_version.into(),
             source: "test".into(),
             created_at: "2023-11-14T22:13:20Z".into(),
             payloads,
@@ -554,9 +580,9 @@ impl Env {
             threads: 1,
             mtime: MTIME,
         };
-        let out = self.root().join("bundles/fixtures.kbx");
-        kojibox_kbx::write::build(bundle, &key(1), &options, &out, &mut |_| {}).unwrap();
-        self.install(&out, Some(1)).unwrap();
+        let out = self.root().join(format!("bundles/{name}.kbx"));
+        kojibox_kbx::write::build(bundle, &key(seed), &options, &out, &mut |_| {}).unwrap();
+        out
     }
 }
 

@@ -206,7 +206,11 @@ fn every_contract_request_example_gets_the_contract_result() {
     let c = contract();
     let api = Api::boot(&[]);
     let port = api.web_port;
-    let settings = json!({ "installSource": api.env.root().join("bundles/fixtures.kbx") });
+    let repo = api.env.root().join("repo");
+    let settings = json!({
+        "installSource": api.env.root().join("bundles/fixtures.kbx"),
+        "updateSource": repo,
+    });
     std::fs::create_dir_all(api.env.at("app/config")).unwrap();
     std::fs::write(api.env.at("app/config/settings.json"), settings.to_string()).unwrap();
     let sent = RefCell::new(Vec::new());
@@ -447,6 +451,38 @@ fn every_contract_request_example_gets_the_contract_result() {
     let m = "secrets.get";
     let value = result::<methods::SecretsGet>(c, &send(&c.requests[m]), &c.responses[m]);
     assert_eq!(value, c.responses[m]["result"].as_str().unwrap());
+
+    // Updates: the example's 1.1.0, published to the home's update source.
+    let v110 = api.env.fixture_bundle(
+        "v110",
+        "1.1.0",
+        "1.1",
+        &crate::support::host(),
+        &super::fixtures(port),
+    );
+    bundler::publish::publish(
+        &bundler::publish::Publish {
+            bundle: &v110,
+            repo: &repo,
+            // config.setApp above chose the beta channel.
+            channel: "beta",
+            expires_in: 600,
+            force: false,
+        },
+        &crate::support::key(1),
+    )
+    .unwrap();
+    let m = "updater.check";
+    let check = result::<methods::UpdaterCheck>(c, &send(&example(c, m)), &c.responses[m]);
+    assert!(check.available);
+    assert_eq!(check.version, "1.1.0");
+    let m = "updater.apply";
+    result::<methods::UpdaterApply>(c, &send(&c.requests[m]), &c.responses[m]);
+    assert_eq!(api.env.manifest().version, "1.1.0");
+    api.wait_for("web", ServiceStatus::Running);
+    let request = json!({"method": "updater.rollback", "params": {}});
+    result::<methods::UpdaterRollback>(c, &send(&request), &c.responses["updater.apply"]);
+    assert_eq!(api.env.manifest().version, "1.0.0");
 
     // Every other method of the contract is known but not served yet: it must say so.
     for method in &c.methods {

@@ -219,13 +219,13 @@ fn a_passphrase_protected_store_needs_the_passphrase_to_start_a_service_using_it
     api.reaped();
 
     // A wrong one opens nothing either; the right one does.
-    api.serve_with(&["--passphrase-stdin"], Some("wrong\n"));
+    api.serve_with(&["--passphrase-stdin"], Some("wrong\n"), &[]);
     let e = error(&api.rpc("secrets.get", json!({"key": "api-token", "scope": "app"})));
     assert_eq!(serde_json::to_value(e.code).unwrap(), "PERMISSION_DENIED");
     signal(api.pid, Signal::TERM);
     let _ = api.child().wait();
     api.reaped();
-    api.serve_with(&["--passphrase-stdin"], Some("correct horse\n"));
+    api.serve_with(&["--passphrase-stdin"], Some("correct horse\n"), &[]);
     api.call::<methods::ServicesStart>(json!({"id": "canary"}));
     let running = api.wait_for("canary", ServiceStatus::Running);
     assert!(environ(running.pid.unwrap()).contains(&format!("API_TOKEN={value}")));

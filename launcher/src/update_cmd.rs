@@ -1,0 +1,117 @@
+//! `kojibox update check|apply|rollback`: through the running daemon (which restarts the
+//! services and checks their health), else on the home directly (nothing runs, so nothing is
+//! restarted).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use kojibox_manifests::api::{Empty, VersionParams, methods};
+use kojibox_manifests::event::Event;
+use launcher::Home;
+use launcher::client::Client;
+
+/// `kojibox update ...`.
+#[derive(Subcommand)]
+pub enum UpdateCommand {
+    /// Look for a newer version on the app's channel (settings `updateSource`).
+    Check,
+    /// Download, verify and install a version (default: the channel's), restart the services
+    /// it changes and wait until they are healthy; roll back by itself if they are not.
+    Apply {
+        /// The version to apply (must be the channel's).
+        version: Option<String>,
+    },
+    /// Go back to the version before the last update.
+    Rollback,
+}
+
+/// `kojibox update ...`.
+pub fn update(home: &Home, command: UpdateCommand, json: bool) -> Result<ExitCode> {
+    let daemon = Client::connect(home).ok();
+    match command {
+        UpdateCommand::Check => {
+            let check = match &daemon {
+                Some(c) => c.call::<methods::UpdaterCheck>(&Empty::default())?,
+                None => {
+                    for note in launcher::updater::recover(home)? {
+                        eprintln!("note: {note}");
+                    }
+                    launcher::updater::check(home)?.to_check()
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&check)?);
+            } else if check.available {
+                println!(
+                    "{} is available: apply it with `kojibox update apply {}`",
+                    check.version, check.version
+                );
+            } else {
+                println!("up to date: the channel's version is {}", check.version);
+            }
+        }
+        UpdateCommand::Apply { version } => {
+            let version = match version {
+                Some(v) => v,
+                None => match &daemon {
+                    Some(c) => c.call::<methods::UpdaterCheck>(&Empty::default())?.version,
+                    None => launcher::updater::check(home)?.index.version,
+                },
+            };
+            match &daemon {
+                Some(c) => {
+                    eprintln!(
+                        "applying {version} through the daemon (pid {}): it restarts the changed \
+                         services and waits until they are healthy...",
+                        c.pid()
+                    );
+                    c.call::<methods::UpdaterApply>(&VersionParams {
+                        version: version.clone(),
+                    })?;
+                }
+                None => {
+                    let runtime = runtime()?;
+                    runtime.block_on(launcher::updater::apply(home, &version, None, &printer()))?;
+                }
+            }
+            println!("updated to {version}");
+        }
+        UpdateCommand::Rollback => {
+            let to = match &daemon {
+                Some(c) => {
+                    c.call::<methods::UpdaterRollback>(&Empty::default())?;
+                    c.call::<methods::RuntimeGetManifest>(&Empty::default())?
+                        .version
+                }
+                None => runtime()?.block_on(launcher::updater::rollback(home, None, &printer()))?,
+            };
+            println!("rolled back to {to}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the runtime")
+}
+
+/// Prints update phases on stderr.
+fn printer() -> launcher::updater::Emit {
+    let last = std::sync::Mutex::new(String::new());
+    Arc::new(move |event| {
+        if let Event::UpdateProgress(p) = event {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *last != p.phase || p.progress % 10 == 0 {
+                eprintln!("{:<9} {:>3}%", p.phase, p.progress);
+                last.clone_from(&p.phase);
+            }
+        }
+    })
+}

@@ -1,0 +1,480 @@
+//! Signed updates end to end: a repository written by `kojibox-bundle publish` (the library),
+//! the real daemon applying updates to a home whose `app` service runs and keeps data, every
+//! refusal leaving the installed version, the running service and its data as they were, an
+//! update that fails its health check rolling back by itself, the watermark, `rollback`, and
+//! `kill -9` at several points of an apply.
+//!
+//! `app` appends its version to `$DATA/runs` each time it starts, so the tests read from the
+//! service itself which version ran, and that its data survived.
+
+use std::path::{Path, PathBuf};
+
+use kojibox_manifests::channel::{ChannelIndex, SignedChannel};
+use kojibox_manifests::model::ServiceStatus;
+use kojibox_signing::SecretKey;
+use rustix::process::Signal;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::api::contract::error;
+use crate::api::{Api, WAIT, eventually, fixtures, signal};
+use crate::support::{Fixture, foreign, host, key, stderr};
+
+/// `app` at `version`: records the start and runs (or, `broken`, exits at once).
+fn app(version: &str, broken: bool) -> Fixture {
+    let tail = if broken { "exit 1" } else { "exec sleep 300" };
+    Fixture::new("app", &format!(r#"echo {version} >> "$DATA/runs"; {tail}"#))
+}
+
+/// A home with bundle 1.0.0 (web, worker, app 1.0) installed and `repo/` as its update source.
+fn home() -> Api {
+    let api = Api::home(&[app("1.0", false)]);
+    std::fs::create_dir_all(api.env.at("app/config")).unwrap();
+    std::fs::write(
+        api.env.at("app/config/settings.json"),
+        json!({"updateSource": repo(&api)}).to_string(),
+    )
+    .unwrap();
+    api
+}
+
+fn repo(api: &Api) -> PathBuf {
+    api.env.root().join("repo")
+}
+
+/// Bundle `version` (its services at `service_version`) for `target`, signed by key 1.
+fn bundle(api: &Api, version: &str, service_version: &str, target: &str, app: Fixture) -> PathBuf {
+    let mut all = fixtures(api.web_port);
+    all.push(app);
+    api.env.fixture_bundle(
+        &format!("b{version}-{target}"),
+        version,
+        service_version,
+        target,
+        &all,
+    )
+}
+
+/// Publishes `bundle` on the stable channel with the real publisher (key 1).
+fn publish(api: &Api, bundle: &Path, force: bool) -> ChannelIndex {
+    bundler::publish::publish(
+        &bundler::publish::Publish {
+            bundle,
+            repo: &repo(api),
+            channel: "stable",
+            expires_in: 3600,
+            force,
+        },
+        &key(1),
+    )
+    .unwrap()
+    .index
+}
+
+/// Writes `channels/stable.json` holding `index`, signed by `key`.
+fn write_channel(api: &Api, index: &ChannelIndex, key: &SecretKey) {
+    let file = SignedChannel {
+        index: index.clone(),
+        signature: key.sign(&index.message()).to_string(),
+    };
+    std::fs::write(
+        repo(api).join("channels/stable.json"),
+        serde_json::to_vec_pretty(&file).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Puts a bundle into the repository as `bundles/<name>`; its index entry (sha256, size).
+fn place(api: &Api, bundle: &Path, name: &str) -> (String, u64) {
+    let bytes = std::fs::read(bundle).unwrap();
+    let dest = repo(api).join("bundles").join(name);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::write(&dest, &bytes).unwrap();
+    (
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        bytes.len() as u64,
+    )
+}
+
+fn installed_version(api: &Api) -> String {
+    api.env.manifest().version
+}
+
+fn runs(api: &Api) -> String {
+    std::fs::read_to_string(api.env.at("runtime/data/app/runs")).unwrap_or_default()
+}
+
+fn code(answer: &Value) -> String {
+    serde_json::to_value(error(answer).code)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn apply(api: &Api, version: &str) -> Value {
+    api.rpc("updater.apply", json!({ "version": version }))
+}
+
+#[test]
+fn a_good_update_brings_the_running_service_back_on_the_new_version_with_its_data() {
+    let mut api = home();
+    api.serve(&[]);
+    api.rpc("services.start", json!({"id": "app"}));
+    let before = api.wait_for("app", ServiceStatus::Running).pid;
+    assert!(
+        eventually(WAIT, || runs(&api) == "1.0\n"),
+        "{:?}",
+        runs(&api)
+    );
+    let mut events = api.events(None);
+
+    let v110 = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
+    publish(&api, &v110, false);
+    let check = api.rpc("updater.check", json!({}));
+    assert_eq!(
+        check["result"],
+        json!({"available": true, "version": "1.1.0"})
+    );
+    assert_eq!(apply(&api, "1.1.0")["result"], "ok", "{}", api.stderr());
+
+    assert_eq!(installed_version(&api), "1.1.0");
+    let after = api.wait_for("app", ServiceStatus::Running);
+    assert_ne!(after.pid, before, "restarted");
+    assert_eq!(
+        runs(&api),
+        "1.0\n1.1\n",
+        "the new version ran, the data stayed"
+    );
+    let describe = api.rpc("services.describe", json!({"id": "app"}));
+    assert!(
+        describe["result"]["binary"]
+            .as_str()
+            .unwrap()
+            .contains("/app/1.1/"),
+        "{describe}"
+    );
+    assert_eq!(
+        api.state("worker").state,
+        ServiceStatus::Stopped,
+        "a stopped service stays stopped"
+    );
+    let mut phases = Vec::new();
+    let mut updated = None;
+    events.until("runtime:updated", |e| {
+        match e.name.as_str() {
+            "update:available" => assert_eq!(e.data, json!({"version": "1.1.0"})),
+            "update:progress" => phases.push(e.data["phase"].as_str().unwrap().to_owned()),
+            "runtime:updated" => updated = Some(e.data.clone()),
+            _ => {}
+        }
+        updated.is_some()
+    });
+    phases.dedup();
+    assert_eq!(
+        phases,
+        [
+            "check", "download", "verify", "install", "restart", "health", "done"
+        ]
+    );
+    assert_eq!(updated.unwrap()["version"], "1.1.0");
+    let check = api.rpc("updater.check", json!({}));
+    assert_eq!(
+        check["result"],
+        json!({"available": false, "version": "1.1.0"})
+    );
+    // No journal, no downloaded bundle left behind.
+    assert!(!api.env.at("app/state/update/journal.json").exists());
+    assert!(!api.env.at("app/cache/updates/kojibox-1.1.0.kbx").exists());
+
+    // Rollback (CLI, through the daemon), then the watermark refuses anything below 1.1.0.
+    let out = api.env.kojibox(&["update", "rollback"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(installed_version(&api), "1.0.0");
+    assert!(
+        eventually(WAIT, || runs(&api) == "1.0\n1.1\n1.0\n"),
+        "{:?}",
+        runs(&api)
+    );
+    let v105 = bundle(&api, "1.0.5", "1.0.5", &host(), app("1.0.5", false));
+    publish(&api, &v105, true);
+    let check = api.rpc("updater.check", json!({}));
+    assert_eq!(check["result"]["available"], true, "1.0.5 > 1.0.0");
+    let refused = apply(&api, "1.0.5");
+    assert_eq!(code(&refused), "UPDATE_ROLLBACK_REJECTED", "{refused}");
+    assert!(
+        error(&refused)
+            .detail
+            .contains("1.1.0, the highest version ever installed"),
+        "{refused}"
+    );
+    assert_eq!(installed_version(&api), "1.0.0");
+}
+
+#[test]
+fn an_update_whose_service_fails_its_health_check_rolls_back_by_itself() {
+    let mut api = home();
+    api.serve(&[]);
+    api.rpc("services.start", json!({"id": "app"}));
+    api.wait_for("app", ServiceStatus::Running);
+    let broken = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", true));
+    publish(&api, &broken, false);
+
+    let answer = apply(&api, "1.1.0");
+    assert_eq!(code(&answer), "UPDATE_FAILED", "{answer}");
+    let detail = error(&answer).detail;
+    assert!(
+        detail.contains("app did not become healthy")
+            && detail.contains("rolled back: 1.0.0 is running again"),
+        "{detail}"
+    );
+    assert_eq!(installed_version(&api), "1.0.0");
+    let state = api.wait_for("app", ServiceStatus::Running);
+    assert!(state.pid.is_some());
+    assert_eq!(runs(&api), "1.0\n1.1\n1.0\n", "old, broken new, old again");
+    let mark: Value =
+        serde_json::from_slice(&std::fs::read(api.env.at("app/state/versions.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        mark["highestInstalled"], "1.0.0",
+        "a failed update raises nothing"
+    );
+    assert!(!api.env.at("app/state/update/journal.json").exists());
+}
+
+#[test]
+fn every_bad_update_is_refused_and_leaves_the_version_the_service_and_its_data_alone() {
+    let mut api = home();
+    api.serve(&[]);
+    api.rpc("services.start", json!({"id": "app"}));
+    let pid = api.wait_for("app", ServiceStatus::Running).pid;
+    assert!(eventually(WAIT, || runs(&api) == "1.0\n"));
+    let good = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
+    let published = publish(&api, &good, false);
+    let stable = repo(&api).join("channels/stable.json");
+    let bundle_file = repo(&api).join(&published.bundle);
+    let good_bytes = std::fs::read(&bundle_file).unwrap();
+
+    type Setup<'a> = Box<dyn Fn() + 'a>;
+    let cases: Vec<(&str, Setup<'_>, &str, &str)> = vec![
+        (
+            "a bit flipped in the bundle",
+            Box::new(|| {
+                let mut bytes = good_bytes.clone();
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x10;
+                std::fs::write(&bundle_file, bytes).unwrap();
+            }),
+            "UPDATE_SIGNATURE_INVALID",
+            "Signature verification failed for version 1.1.0: the bundle's sha256",
+        ),
+        (
+            "an index signed by an unknown key",
+            Box::new(|| write_channel(&api, &published, &key(9))),
+            "UPDATE_SIGNATURE_INVALID",
+            "Signature verification failed for the stable channel index",
+        ),
+        (
+            "an index whose version was edited after signing",
+            Box::new(|| {
+                let text = std::fs::read_to_string(&stable).unwrap();
+                std::fs::write(&stable, text.replace("\"1.1.0\"", "\"1.2.0\"")).unwrap();
+            }),
+            "UPDATE_SIGNATURE_INVALID",
+            "Signature verification failed for the stable channel index (version 1.2.0)",
+        ),
+        (
+            "an index whose sha256 was edited after signing",
+            Box::new(|| {
+                let text = std::fs::read_to_string(&stable).unwrap();
+                std::fs::write(&stable, text.replace(&published.sha256, &"0".repeat(64))).unwrap();
+            }),
+            "UPDATE_SIGNATURE_INVALID",
+            "Signature verification failed for the stable channel index",
+        ),
+        (
+            "an expired index",
+            Box::new(|| {
+                let mut index = published.clone();
+                index.expires_at = "2020-01-01T00:00:00Z".into();
+                write_channel(&api, &index, &key(1));
+            }),
+            "UPDATE_FAILED",
+            "expired at 2020-01-01T00:00:00Z",
+        ),
+        (
+            "an index signed for another channel",
+            Box::new(|| {
+                let mut index = published.clone();
+                index.channel = "beta".into();
+                write_channel(&api, &index, &key(1));
+            }),
+            "UPDATE_FAILED",
+            "signed for the beta channel, not stable",
+        ),
+        (
+            "a bundle for another target",
+            Box::new(|| {
+                let other = bundle(&api, "1.1.0", "1.1", &foreign(), app("1.1", false));
+                let (sha256, size) = place(&api, &other, "other.kbx");
+                let mut index = published.clone();
+                (index.bundle, index.sha256, index.size) =
+                    ("bundles/other.kbx".into(), sha256, size);
+                write_channel(&api, &index, &key(1));
+            }),
+            "VALIDATION_FAILED",
+            "has no payload for",
+        ),
+        (
+            "a bundle larger than its index declares",
+            Box::new(|| {
+                let mut index = published.clone();
+                index.size -= 1;
+                write_channel(&api, &index, &key(1));
+            }),
+            "UPDATE_SIGNATURE_INVALID",
+            "larger than the",
+        ),
+        (
+            "an index larger than 64 KiB",
+            Box::new(|| {
+                let text = std::fs::read_to_string(&stable).unwrap();
+                std::fs::write(&stable, format!("{text}{}", " ".repeat(70 << 10))).unwrap();
+            }),
+            "UPDATE_FAILED",
+            "larger than 64 KiB",
+        ),
+        (
+            "a bundle signed by an unknown key (its index by the pinned one)",
+            Box::new(|| {
+                let mut all = fixtures(api.web_port);
+                all.push(app("1.1", false));
+                let other =
+                    api.env
+                        .fixture_bundle_signed("unknown", "1.1.0", "1.1", &host(), &all, 9);
+                let (sha256, size) = place(&api, &other, "unknown.kbx");
+                let mut index = published.clone();
+                (index.bundle, index.sha256, index.size) =
+                    ("bundles/unknown.kbx".into(), sha256, size);
+                write_channel(&api, &index, &key(1));
+            }),
+            "UPDATE_SIGNATURE_INVALID",
+            "Signature verification failed for version 1.1.0",
+        ),
+    ];
+    let payloads = crate::support::subtree(
+        &crate::support::snapshot(&api.env.home_dir()),
+        "runtime/bin",
+    );
+    for (what, setup, wanted, detail) in cases {
+        publish(&api, &good, true);
+        std::fs::write(&bundle_file, &good_bytes).unwrap();
+        setup();
+        let answer = apply(&api, "1.1.0");
+        assert_eq!(code(&answer), wanted, "{what}: {answer}");
+        assert!(
+            error(&answer).detail.contains(detail),
+            "{what}: {:?}",
+            error(&answer).detail
+        );
+        assert_eq!(installed_version(&api), "1.0.0", "{what}");
+        assert_eq!(
+            api.state("app").pid,
+            pid,
+            "{what}: the service was not touched"
+        );
+        assert_eq!(runs(&api), "1.0\n", "{what}: its data neither");
+        let now = crate::support::subtree(
+            &crate::support::snapshot(&api.env.home_dir()),
+            "runtime/bin",
+        );
+        assert_eq!(
+            crate::support::diff(&payloads, &now),
+            Vec::<String>::new(),
+            "{what}: no payload installed"
+        );
+        let _ = std::fs::remove_dir_all(api.env.at("app/cache/updates"));
+    }
+    // After all that, the good update goes through.
+    publish(&api, &good, true);
+    std::fs::write(&bundle_file, &good_bytes).unwrap();
+    assert_eq!(apply(&api, "1.1.0")["result"], "ok");
+    assert_eq!(installed_version(&api), "1.1.0");
+}
+
+#[test]
+fn a_kill_during_apply_at_any_point_leaves_one_consistent_version() {
+    let api = home();
+    let v110 = bundle(&api, "1.1.0", "1.1", &host(), {
+        app("1.1", false).template(|t| t.stop_timeout_ms = Some(2500))
+    });
+    publish(&api, &v110, false);
+    let template = || std::fs::read_to_string(api.env.at("runtime/services/app.json")).unwrap();
+    let old_template = template();
+    for point in [
+        "update:before-install",
+        "install:extract",
+        "install:before-switch",
+        "install:after-switch",
+        "update:after-switch",
+    ] {
+        let out = api.env.kojibox(&["update", "apply", "1.1.0"], Some(point));
+        assert!(
+            stderr(&out).contains(&format!("fault point {point} reached")),
+            "{point}: {}",
+            stderr(&out)
+        );
+        // The next command finds one version: 1.0.0, whole.
+        let out = api.env.kojibox(&["update", "check"], None);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert_eq!(installed_version(&api), "1.0.0", "{point}");
+        assert_eq!(template(), old_template, "{point}: the 1.0.0 templates");
+        let out = api.env.kojibox(&["verify"], None);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert!(
+            !api.env.at("app/state/update/journal.json").exists(),
+            "{point}"
+        );
+    }
+    let out = api.env.kojibox(&["update", "apply"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(installed_version(&api), "1.1.0");
+    assert_ne!(template(), old_template);
+    let out = api.env.kojibox(&["verify"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_daemon_killed_after_the_switch_comes_back_on_the_previous_version() {
+    let mut api = home();
+    api.serve_with(&[], None, &[("KOJIBOX_FAULT", "update:after-switch")]);
+    api.rpc("services.start", json!({"id": "app"}));
+    api.wait_for("app", ServiceStatus::Running);
+    let v110 = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
+    publish(&api, &v110, false);
+    // The daemon dies during the call (no answer).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&api, "1.1.0")));
+    let _ = api.child().wait();
+    api.reaped();
+    assert!(
+        eventually(WAIT, || api.processes("app").is_empty()),
+        "the service died with its daemon"
+    );
+    assert_eq!(installed_version(&api), "1.1.0", "killed after the switch");
+
+    api.serve(&[]);
+    assert!(
+        eventually(WAIT, || api.stderr().contains("rolled back to 1.0.0")),
+        "{}",
+        api.stderr()
+    );
+    assert_eq!(installed_version(&api), "1.0.0");
+    api.rpc("services.start", json!({"id": "app"}));
+    api.wait_for("app", ServiceStatus::Running);
+    assert!(
+        eventually(WAIT, || runs(&api) == "1.0\n1.0\n"),
+        "{:?}",
+        runs(&api)
+    );
+    signal(api.pid, Signal::TERM);
+}
