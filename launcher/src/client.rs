@@ -43,6 +43,14 @@ impl Client {
         };
         let endpoint: Endpoint = read_json(&home.state().join("api.json"))?
             .ok_or_else(|| no_daemon("no app/state/api.json"))?;
+        // A daemon killed without cleanup leaves api.json behind, and another program may have
+        // its port since: never send the token (or a secret) anywhere but to a live daemon.
+        if !kojibox_proc::is_alive(endpoint.pid) {
+            return Err(no_daemon(&format!(
+                "app/state/api.json names pid {}, which has stopped",
+                endpoint.pid
+            )));
+        }
         let token = std::fs::read_to_string(home.state().join("api-token"))
             .map_err(|_| no_daemon("no app/state/api-token"))?;
         let http = reqwest::blocking::Client::builder()

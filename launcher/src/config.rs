@@ -179,6 +179,46 @@ pub fn set_service(home: &Home, config: &ServiceConfig) -> Result<()> {
 
     let _lock = home.lock_wait("ports")?;
     let mut registry = crate::ports::load(home)?;
+    // A port no longer configured goes back to the registry: it is given again (default if
+    // free, else the next free one) at the next start.
+    let before = stored_service(home, id).ok().flatten();
+    for (index, def) in binary.default_ports.iter().enumerate() {
+        let unset = before
+            .as_ref()
+            .is_some_and(|b| b.ports.contains_key(&def.name))
+            && !config.ports.contains_key(&def.name);
+        if unset {
+            registry
+                .assigned
+                .remove(&crate::ports::key(id, index, &def.name));
+        }
+    }
+    // The service's ports as they will be: no two may be the same.
+    let mut taken: BTreeMap<u16, &str> = BTreeMap::new();
+    for (index, def) in binary.default_ports.iter().enumerate() {
+        let port = config.ports.get(&def.name).copied().or_else(|| {
+            registry
+                .assigned
+                .get(&crate::ports::key(id, index, &def.name))
+                .copied()
+        });
+        if let Some(port) = port
+            && let Some(other) = taken.insert(port, &def.name)
+        {
+            let field = if config.ports.contains_key(&def.name) {
+                &def.name
+            } else {
+                other
+            };
+            return Err(invalid(
+                &format!("ports.{field}"),
+                format!(
+                    "port {port} would be both {id}'s `{other}` and `{}` port",
+                    def.name
+                ),
+            ));
+        }
+    }
     for (index, def) in binary.default_ports.iter().enumerate() {
         let Some(&port) = config.ports.get(&def.name) else {
             continue;

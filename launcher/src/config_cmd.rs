@@ -323,6 +323,7 @@ pub fn config(home: &Home, command: ConfigCommand) -> Result<ExitCode> {
             backend.saved("the app settings");
         }
         ConfigCommand::Service(args) => {
+            let _edit = edit_lock(home, "service", &args.id)?;
             let mut config = backend.get_service(&args.id)?;
             let before = config.clone();
             if args.enable {
@@ -399,6 +400,7 @@ pub fn projects(home: &Home, command: ProjectsCommand, json: bool) -> Result<Exi
             None => bail!("no project `{id}` (see `kojibox projects list`)"),
         },
         ProjectsCommand::Set(args) => {
+            let _edit = edit_lock(home, "project", &args.id)?;
             let existing = backend.get_project(&args.id)?;
             let created = existing.is_none();
             let mut project = match existing {
@@ -549,6 +551,15 @@ fn read_secret(label: &str) -> Result<SecretValue> {
         bail!("the value on standard input is empty; nothing stored");
     }
     Ok(SecretValue::new(value))
+}
+
+/// Held while a command reads, changes and writes back one object, so two such commands on
+/// the same object do not lose each other's change (the last write wins whole, never half).
+fn edit_lock(home: &Home, kind: &str, id: &str) -> Result<Option<launcher::home::Lock>> {
+    if !kojibox_manifests::recipe::is_service_id(id) {
+        return Ok(None); // refused by validation, with a message naming the id
+    }
+    Ok(Some(home.lock_wait(&format!("edit-{kind}-{id}"))?))
 }
 
 /// Splits `KEY=VALUE` arguments.

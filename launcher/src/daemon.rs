@@ -76,6 +76,18 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
             "note: the secret store is protected by a passphrase and none was given \
              (--passphrase-stdin or KOJIBOX_PASSPHRASE): services that use secrets cannot start"
         );
+    } else if options.passphrase.is_some() || home.join("app/secrets/secrets.json").exists() {
+        // Opened now (a passphrase's key derivation runs once, here): a wrong passphrase is
+        // refused at start, not at the first service that needs a secret.
+        let opening = Arc::clone(&vault);
+        let opened = tokio::task::spawn_blocking(move || opening.store().map(drop))
+            .await
+            .map_err(|e| Error::invalid("Internal failure", e.to_string()))?;
+        match opened {
+            Ok(()) => {}
+            Err(e) if options.passphrase.is_some() => return Err(e),
+            Err(e) => eprintln!("note: the secret store cannot be opened: {e}"),
+        }
     }
     let (events, rx) = broadcast::channel(4096);
     tokio::spawn(narrate(rx));

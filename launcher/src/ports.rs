@@ -19,7 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kojibox_manifests::model::{PortDef, PortRange, PortRegistry};
-use kojibox_proc::PortCheck;
 
 use crate::error::Result;
 use crate::fsutil::{read_config, write_json};
@@ -76,15 +75,24 @@ pub struct Wanted<'a> {
     pub configured: &'a BTreeMap<String, u16>,
 }
 
-/// Gives every port of `services` its port (see the module documentation), records first
-/// assignments and configured ports in the registry, and returns each service's ports.
+/// Gives every port of `services` (every installed service) its port (see the module
+/// documentation), records first assignments and configured ports in the registry, forgets
+/// entries of services or ports that are no longer installed, and returns each service's
+/// ports. Callers hold the `ports` lock.
 pub fn assign(home: &Home, services: &[Wanted<'_>]) -> Result<BTreeMap<String, Vec<PortDef>>> {
-    let _lock = home.lock_wait("ports")?;
     let mut registry = load(home)?;
     let before = registry.clone();
-    let out = assign_in(&mut registry, services, |port| {
-        kojibox_proc::check_tcp_port(port) == PortCheck::Free
-    });
+    let keys: BTreeSet<String> = services
+        .iter()
+        .flat_map(|w| {
+            w.defaults
+                .iter()
+                .enumerate()
+                .map(|(index, def)| key(w.id, index, &def.name))
+        })
+        .collect();
+    registry.assigned.retain(|k, _| keys.contains(k));
+    let out = assign_in(&mut registry, services, kojibox_proc::is_tcp_port_free);
     if registry != before {
         save(home, &registry)?;
     }

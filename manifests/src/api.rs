@@ -239,10 +239,16 @@ fn parse_params<T: DeserializeOwned>(
 ) -> Result<T, RequestError> {
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
+        let message = if method == "secrets.set" {
+            // serde quotes the offending value, which may be the secret itself.
+            "does not fit (details withheld: this request carries a secret)".to_owned()
+        } else {
+            e.into_inner().to_string()
+        };
         RequestError::InvalidParams {
             method,
             field: if path == "." { None } else { Some(path) },
-            message: e.into_inner().to_string(),
+            message,
         }
     })
 }

@@ -45,7 +45,7 @@ mod users;
 pub use error::Error;
 pub use group::{Signal, Termination, is_alive, process_start_time, signal_group, terminate_group};
 pub use leftovers::{Leftover, LeftoverOutcome, Record, forget, reap_leftovers, record};
-pub use ports::{PortCheck, check_tcp_port, port_owner};
+pub use ports::{PortCheck, check_tcp_port, is_tcp_port_free, port_owner};
 pub use spawn::{SpawnSpec, Spawned, Spawner};
 pub use users::{
     PASSWD, User, check_traversable, chown_tree, current_is_root, lookup_user, lookup_user_in,

@@ -37,6 +37,11 @@ pub fn check_tcp_port(port: u16) -> PortCheck {
     }
 }
 
+/// [`check_tcp_port`] without looking for the owner: cheap enough to scan a range of ports.
+pub fn is_tcp_port_free(port: u16) -> bool {
+    !probe_in_use(port) && listening_inodes(port).is_empty()
+}
+
 /// The pid of a process with a socket listening on TCP `port` (any address), if it can be found.
 /// When several processes share the socket (a server and its forked workers), the lowest pid,
 /// usually the parent, is returned. Linux only; `None` elsewhere.

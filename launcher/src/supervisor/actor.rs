@@ -242,13 +242,8 @@ impl Actor {
             ServiceStatus::Stopped | ServiceStatus::Error
         );
         if idle || matches!(input, Input::Restart) {
-            let reloaded = super::definitions::load(&self.ctx.home).and_then(|defs| {
-                defs.into_iter()
-                    .find(|d| d.id() == self.def.id())
-                    .ok_or_else(|| Error::NotFound {
-                        detail: format!("{} is no longer installed", self.def.id()),
-                    })
-            });
+            let (home, id) = (&self.ctx.home, self.def.id());
+            let reloaded = off_the_workers(|| super::definitions::load_one(home, id));
             match reloaded {
                 Ok(def) => {
                     if def != *self.def {
@@ -273,7 +268,7 @@ impl Actor {
                 .or_else(|| {
                     if self.def.uses_secrets() {
                         let vault = &self.ctx.vault;
-                        self.def.resolve(&mut |name| vault.resolve(name)).err()
+                        off_the_workers(|| self.def.resolve(&mut |name| vault.resolve(name))).err()
                     } else {
                         None
                     }
@@ -574,6 +569,15 @@ fn view(id: &str, lc: &Lifecycle) -> ServiceState {
     }
 }
 
+/// Runs short blocking work (settings files, the registry lock, the secret store) from the
+/// actor: on a multi-threaded runtime the worker is handed over meanwhile, so other tasks go on.
+fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Waits for dependencies, checks ports, runs one-time setup, then spawns.
 async fn prepare(
     def: Arc<Definition>,
@@ -616,7 +620,7 @@ async fn prepare(
     }
     let resolved = {
         let vault = &ctx.vault;
-        match def.resolve(&mut |name| vault.resolve(name)) {
+        match off_the_workers(|| def.resolve(&mut |name| vault.resolve(name))) {
             Ok(resolved) => resolved,
             Err(e) => return Prepared::SpawnFailed(e.to_string()),
         }

@@ -93,8 +93,20 @@ impl LogSink {
     }
 
     /// Replaces the secret values redacted from every line (those the service was spawned with).
-    pub fn redact(&self, mut values: Vec<String>) {
-        values.retain(|v| v.len() >= MIN_REDACTED);
+    pub fn redact(&self, values: Vec<String>) {
+        // Output is logged line by line: each line of a multi-line secret (a PEM key) too.
+        let mut values: Vec<String> = values
+            .iter()
+            .flat_map(|v| {
+                std::iter::once(v.clone()).chain(
+                    v.lines()
+                        .map(|l| l.trim_end_matches('\r').to_owned())
+                        .filter(move |l| l != v),
+                )
+            })
+            .filter(|v| v.len() >= MIN_REDACTED)
+            .collect();
+        values.dedup();
         // Longest first, so a secret containing another is replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         if let Ok(mut redactions) = self.redactions.write() {
@@ -299,6 +311,44 @@ pub fn infer_level(line: &str) -> LogLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_and_each_line_of_a_multi_line_one_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _) = broadcast::channel(16);
+        let sink = LogSink::new("svc", dir.path().to_owned(), events);
+        sink.redact(vec![
+            "hunter2-long".into(),
+            "-----BEGIN KEY-----\r\nAAAABBBBCCCC\n-----END KEY-----".into(),
+            "abc".into(),
+        ]);
+        for line in [
+            "password=hunter2-long ok",
+            "-----BEGIN KEY-----",
+            "AAAABBBBCCCC",
+            "abc stays: too short to redact",
+        ] {
+            sink.line(line, "stdout", None);
+        }
+        sink.note(LogLevel::Info, "note with hunter2-long");
+        let lines: Vec<String> = sink.tail(10).into_iter().map(|e| e.message).collect();
+        assert_eq!(
+            lines,
+            [
+                "password=[redacted] ok",
+                "[redacted]",
+                "[redacted]",
+                "abc stays: too short to redact",
+                "note with [redacted]",
+            ]
+        );
+        sink.flush();
+        let file = std::fs::read_to_string(dir.path().join("svc.jsonl")).unwrap();
+        assert!(
+            !file.contains("hunter2") && !file.contains("AAAABBBB"),
+            "{file}"
+        );
+    }
 
     #[test]
     fn levels_are_inferred_from_the_lines_own_marker() {

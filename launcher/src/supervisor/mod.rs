@@ -103,8 +103,9 @@ impl Supervisor {
         watchdog: Option<Arc<crate::watchdog::Watchdog>>,
         vault: Option<Arc<crate::vault::Vault>>,
     ) -> Result<(Supervisor, Vec<String>)> {
-        // Fail early on a broken definition, before touching anything.
-        definitions::load(home)?;
+        // Fail early on a broken definition, before touching anything (no port is assigned
+        // yet: leftovers may still hold them).
+        definitions::check(home)?;
         let records = home.state().join("services");
         let mut notes = Vec::new();
         for leftover in kojibox_proc::reap_leftovers(&records, Duration::from_secs(10)).await {

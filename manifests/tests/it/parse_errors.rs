@@ -183,3 +183,16 @@ fn set_service_and_set_project_take_the_split_form_whose_ids_must_agree() {
         "{message}"
     );
 }
+
+#[test]
+fn a_bad_secrets_set_never_echoes_a_value() {
+    for body in [
+        r#"{"method": "secrets.set", "params": {"key": "k", "scope": "app", "value": 731962}}"#,
+        r#"{"method": "secrets.set", "params": {"key": "k", "scope": "731962", "value": "v"}}"#,
+        r#"{"method": "secrets.set", "params": {"key": "k", "scope": ["731962"], "value": "v"}}"#,
+    ] {
+        let err = Request::from_slice(body.as_bytes()).unwrap_err();
+        assert!(!err.to_string().contains("731962"), "{err}");
+        assert!(err.to_string().contains("secrets.set"), "{err}");
+    }
+}

@@ -92,16 +92,37 @@ fn without_a_daemon_every_client_command_says_so_and_fails() {
             text(&out)
         );
     }
-    // A daemon killed without cleanup left api.json behind: nobody answers there.
+    // A daemon killed without cleanup left api.json behind, and another program listens on
+    // its port now: its pid is gone, so nothing (no token) is sent there.
     let state = api.env.at("app/state");
     std::fs::create_dir_all(&state).unwrap();
-    let url = format!("http://127.0.0.1:{}", super::free_port());
+    let stranger = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", stranger.local_addr().unwrap());
     std::fs::write(
         state.join("api.json"),
         json!({"url": url, "pid": 4_000_000}).to_string(),
     )
     .unwrap();
     std::fs::write(state.join("api-token"), "0".repeat(64)).unwrap();
+    let out = kojibox(&api, &["status"], WAIT);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("names pid 4000000, which has stopped"),
+        "{}",
+        text(&out)
+    );
+    stranger.set_nonblocking(true).unwrap();
+    assert!(
+        stranger.accept().is_err(),
+        "nothing connected to the stranger"
+    );
+    // A live pid but nobody answers at the url.
+    let url = format!("http://127.0.0.1:{}", super::free_port());
+    std::fs::write(
+        state.join("api.json"),
+        json!({"url": url, "pid": std::process::id()}).to_string(),
+    )
+    .unwrap();
     let out = kojibox(&api, &["status"], WAIT);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

@@ -606,3 +606,89 @@ fn the_cli_shows_and_changes_settings_with_or_without_a_daemon() {
         stderr(&out)
     );
 }
+
+/// The domain check and the write run under one lock: of many projects racing for one
+/// domain, exactly one gets it.
+#[test]
+fn of_many_projects_racing_for_one_domain_exactly_one_gets_it() {
+    let api = Api::boot(&[]);
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|n| {
+                let api = &api;
+                scope.spawn(move || {
+                    api.rpc(
+                        "config.setProject",
+                        project(api, &format!("r{n}"), "race.test"),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won = answers.iter().filter(|a| a["result"] == "ok").count();
+    assert_eq!(won, 1, "{answers:#?}");
+    for lost in answers.iter().filter(|a| a["result"] != "ok") {
+        let e = error(lost);
+        assert!(
+            e.detail
+                .contains("race.test is already the domain of project"),
+            "{e:?}"
+        );
+    }
+    let projects = api.call::<methods::ConfigListProjects>(json!({}));
+    assert_eq!(projects.len(), 1);
+}
+
+#[test]
+fn a_service_never_gets_one_port_twice_and_an_unset_port_goes_back_to_the_registry() {
+    let (db_port, admin_port) = (free_port(), free_port());
+    let mut api = Api::home(&[Fixture::new("db", "exec sleep 300")
+        .port("db", db_port)
+        .port("admin", admin_port)]);
+    let registry = |api: &Api| -> PortRegistry {
+        serde_json::from_slice(&std::fs::read(api.env.at("app/config/ports.json")).unwrap())
+            .unwrap()
+    };
+    api.serve(&[]);
+    assert_eq!(registry(&api).assigned["db.admin"], admin_port);
+    let set = |ports: Value| {
+        api.rpc(
+            "config.setService",
+            json!({"id": "db", "enabled": true, "ports": ports, "env": {}, "args": []}),
+        )
+    };
+    // admin onto db's port: refused, whether db's is configured or the registry's.
+    let e = error(&set(json!({"admin": db_port})));
+    assert_eq!(code(&e), "VALIDATION_FAILED", "{e:?}");
+    assert!(
+        e.detail.contains(&format!(
+            "port {db_port} would be both db's `db` and `admin` port"
+        )),
+        "{e:?}"
+    );
+    let e = error(&set(json!({"db": 4999, "admin": 4999})));
+    assert_eq!(code(&e), "VALIDATION_FAILED", "{e:?}");
+
+    // Configured, then unset: the registry forgets it and gives the default back.
+    let moved = free_port();
+    assert_eq!(set(json!({"db": moved}))["result"], "ok");
+    assert_eq!(registry(&api).assigned["db"], moved);
+    let out = cli(&api, &["config", "service", "db", "--unset-port", "db"]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    assert!(
+        !registry(&api).assigned.contains_key("db"),
+        "{:?}",
+        registry(&api)
+    );
+    api.call::<methods::ServicesStart>(json!({"id": "db"}));
+    api.wait_for("db", ServiceStatus::Running);
+    assert_eq!(
+        api.call::<methods::ServicesDescribe>(json!({"id": "db"}))
+            .ports[0]
+            .port,
+        db_port,
+        "the default again"
+    );
+    assert_eq!(registry(&api).assigned["db"], db_port);
+}
