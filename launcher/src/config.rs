@@ -263,6 +263,7 @@ fn installed(home: &Home, id: &str) -> Result<(ServiceBinary, ServiceTemplate)> 
         .map(|m| m.services)
         .unwrap_or_default()
         .into_iter()
+        .filter(|s| s.name != crate::updater::LAUNCHER)
         .filter(|s| host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str()))
         .collect();
     let Some(binary) = services.iter().find(|s| s.name == id).cloned() else {

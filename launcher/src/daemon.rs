@@ -34,18 +34,63 @@ pub struct ServeOptions {
     pub passphrase: Option<crate::secrets::SecretValue>,
 }
 
-/// Runs the daemon until SIGINT/SIGTERM.
+/// Runs the daemon until SIGINT/SIGTERM. After an update replaced kojibox itself, it stops its
+/// services (noting which ran), then executes the new kojibox in its place (same pid, same
+/// arguments), which starts them again.
 pub fn serve(home: &Home, options: &ServeOptions) -> Result<()> {
+    // Named now: once replaced, the running executable's own path names the new file.
+    let exe = std::env::current_exe().map_err(Error::io("find", "the kojibox executable"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("kojibox")
         .enable_all()
         .build()
         .map_err(Error::io("start the runtime for", home.root()))?;
-    runtime.block_on(run(home, options))
+    let restart = runtime.block_on(run(home, options))?;
+    drop(runtime);
+    if restart {
+        return reexec(&exe, options.passphrase.as_ref());
+    }
+    Ok(())
 }
 
-async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
+/// `app/state/resume.json`: the services to start again after a self-update restart.
+fn resume_path(home: &Home) -> std::path::PathBuf {
+    home.state().join("resume.json")
+}
+
+/// Replaces this process with `exe` and the same arguments; a passphrase goes over a pipe on
+/// standard input (`--passphrase-stdin`), never the environment.
+fn reexec(exe: &std::path::Path, passphrase: Option<&crate::secrets::SecretValue>) -> Result<()> {
+    let mut command = std::process::Command::new(exe);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    command.args(&args);
+    if let Some(passphrase) = passphrase {
+        if !args.iter().any(|a| a == "--passphrase-stdin") {
+            command.arg("--passphrase-stdin");
+        }
+        let (reader, mut writer) =
+            std::io::pipe().map_err(Error::io("pass the passphrase to", exe))?;
+        writeln!(writer, "{}", passphrase.expose())
+            .map_err(Error::io("pass the passphrase to", exe))?;
+        drop(writer);
+        command.stdin(reader);
+    }
+    eprintln!("kojibox was updated: restarting as {}", exe.display());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        Err(Error::io("restart as", exe)(command.exec()))
+    }
+    #[cfg(not(unix))]
+    {
+        // Untested: a new daemon in a new process; this one exits.
+        command.spawn().map_err(Error::io("restart as", exe))?;
+        Ok(())
+    }
+}
+
+async fn run(home: &Home, options: &ServeOptions) -> Result<bool> {
     let _lock = home.lock("daemon", "kojibox daemon")?;
     // An interrupted update first: it decides which version is installed.
     for note in crate::updater::recover(home)? {
@@ -118,6 +163,7 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
         .local_addr()
         .map_err(Error::io("listen on", &listen))?;
     let token = api::new_token()?;
+    let restart = CancellationToken::new();
     let state = Arc::new(AppState {
         home: home.clone(),
         supervisor: Arc::clone(&supervisor),
@@ -126,6 +172,7 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
         vault,
         token: token.clone(),
         port: address.port(),
+        restart: restart.clone(),
     });
     let closing = CancellationToken::new();
     let server = tokio::spawn(
@@ -161,7 +208,28 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
             }
         }
     }
-    wait_for_signal().await;
+    // After a self-update restart: what ran before runs again.
+    if let Some(ids) = crate::fsutil::read_json::<Vec<String>>(&resume_path(home))? {
+        let _ = std::fs::remove_file(resume_path(home));
+        for id in ids {
+            if let Err(e) = supervisor.start_service(&id).await {
+                eprintln!("{id}: could not start again after the restart: {e}");
+            }
+        }
+    }
+    let restarting = tokio::select! {
+        () = wait_for_signal() => false,
+        () = restart.cancelled() => true,
+    };
+    if restarting {
+        let running: Vec<String> = supervisor
+            .list()
+            .into_iter()
+            .filter(|s| matches!(s.state, ServiceStatus::Running | ServiceStatus::Starting))
+            .map(|s| s.id)
+            .collect();
+        crate::fsutil::write_json(&resume_path(home), &running)?;
+    }
     eprintln!("stopping services...");
     supervisor.shutdown().await;
     watchdog.finish();
@@ -171,7 +239,7 @@ async fn run(home: &Home, options: &ServeOptions) -> Result<()> {
     // Let in-flight requests finish; do not wait on a client that keeps its connection open.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     eprintln!("all services stopped");
-    Ok(())
+    Ok(restarting)
 }
 
 /// Prints state changes and health verdicts for a person watching the terminal.

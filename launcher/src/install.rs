@@ -270,9 +270,6 @@ fn install_locked(
         if percent != progress.get() {
             progress.set(percent);
             reporter.borrow_mut().phase("extract", percent);
-            if fault_at && percent >= 45 {
-                crate::fault::fire("install:extract");
-            }
         }
         let wanted = payloads
             .borrow()
@@ -287,13 +284,18 @@ fn install_locked(
         {
             std::fs::create_dir_all(parent)?;
         }
-        match (entry.kind, data) {
+        let written = match (entry.kind, data) {
             (EntryKind::File, Some(data)) => write_file(&dest, data, entry.mode),
             (EntryKind::Symlink, _) => {
                 make_symlink(entry.target.as_deref().unwrap_or_default(), &dest)
             }
             (EntryKind::File, None) => Err(io::Error::other("file member without data")),
+        };
+        // Mid-extract, with at least this member in staging (however the reads were buffered).
+        if fault_at && percent >= 45 {
+            crate::fault::fire("install:extract");
         }
+        written
     };
     let limits = Limits::default();
     let outcome = kojibox_kbx::read::read_verified(reader, trust, &limits, on_index, on_member);

@@ -73,7 +73,15 @@ pub fn update(home: &Home, command: UpdateCommand, json: bool) -> Result<ExitCod
                 }
                 None => {
                     let runtime = runtime()?;
-                    runtime.block_on(launcher::updater::apply(home, &version, None, &printer()))?;
+                    let applied = runtime.block_on(launcher::updater::apply(
+                        home,
+                        &version,
+                        None,
+                        &printer(),
+                    ))?;
+                    if applied.self_updated {
+                        println!("kojibox itself was replaced by the bundle's");
+                    }
                 }
             }
             println!("updated to {version}");

@@ -18,7 +18,10 @@
 //! manifest atomically). The services whose version changed and were running are restarted and
 //! must become healthy; if one does not, the previous manifest is switched back and they are
 //! restarted on the old version, and the answer is `UPDATE_FAILED`. Only a healthy update raises
-//! the watermark and emits `runtime:updated`. Phases go out as `update:progress`.
+//! the watermark and emits `runtime:updated`. Phases go out as `update:progress`. Last, when
+//! the bundle carries kojibox itself for this machine (a payload named `kojibox`) and it
+//! differs from the running executable, the executable is replaced ([`replace_self`]) and the
+//! daemon restarts itself on it.
 //!
 //! **Journal.** Before the install, the previous manifest is saved
 //! (`app/state/update/previous.json`) and a journal written (`app/state/update/journal.json`).
@@ -43,6 +46,17 @@ use crate::error::{Error, Result};
 use crate::fsutil::{read_json, write_json};
 use crate::home::Home;
 use crate::supervisor::Supervisor;
+
+/// The payload name of kojibox itself: a bundle may carry the launcher for each target under
+/// this name (`runtime/bin/kojibox/<version>/<os>-<arch>/kojibox`). It is never supervised.
+pub const LAUNCHER: &str = "kojibox";
+
+/// What a good update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// kojibox itself was replaced: the running process must restart to use it.
+    pub self_updated: bool,
+}
 
 /// How long a restarted service has to become healthy.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -478,7 +492,7 @@ pub async fn apply(
     version: &str,
     supervisor: Option<&Arc<Supervisor>>,
     emit: &Emit,
-) -> Result<()> {
+) -> Result<Applied> {
     let h = home.clone();
     blocking(move || recover(&h).map(drop)).await?;
     let _lock = home.lock("update", "update")?;
@@ -497,7 +511,7 @@ pub async fn apply(
     };
     if from == version {
         phase(emit, "done", 100);
-        return Ok(());
+        return Ok(Applied::default());
     }
     let wanted = semver::Version::parse(version).map_err(|e| Error::UpdateFailed {
         detail: format!("`{version}` is not semver: {e}"),
@@ -612,9 +626,39 @@ pub async fn apply(
     )?;
     std::fs::remove_file(journal_path(home)).map_err(Error::io("remove", journal_path(home)))?;
     let _ = std::fs::remove_file(&bundle);
+    // Last, once everything else verified and runs: kojibox itself.
+    let (h, m) = (home.clone(), new_manifest.clone());
+    let self_updated = blocking(move || replace_self(&h, &m)).await.map_err(|e| {
+        Error::UpdateFailed {
+            detail: format!(
+                "the runtime is on {version} and healthy, but kojibox could not replace itself: {e}"
+            ),
+        }
+    })?;
+    if self_updated {
+        phase(emit, "self-update", 100);
+    }
     phase(emit, "done", 100);
     emit(Event::RuntimeUpdated(new_manifest));
-    Ok(())
+    Ok(Applied { self_updated })
+}
+
+/// Replaces the running executable with the launcher the manifest carries for this machine,
+/// when it carries one that differs. Returns whether it did.
+pub fn replace_self(home: &Home, manifest: &RuntimeManifest) -> Result<bool> {
+    let host = kojibox_kbx::paths::host_target();
+    let Some(binary) = manifest.services.iter().find(|s| {
+        s.name == LAUNCHER && host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str())
+    }) else {
+        return Ok(false);
+    };
+    let new = home.join(&binary.bin_path);
+    let current = std::env::current_exe().map_err(Error::io("find", "the kojibox executable"))?;
+    if hash(&new)?.0 == hash(&current)?.0 {
+        return Ok(false);
+    }
+    self_replace::self_replace(&new).map_err(Error::io("replace the executable with", &new))?;
+    Ok(true)
 }
 
 /// `kojibox update rollback`: back to the version before the last update (its payloads and
@@ -672,6 +716,7 @@ fn changed_services(old: &RuntimeManifest, new: &RuntimeManifest) -> Vec<String>
     let on_host = |m: &RuntimeManifest| -> Vec<(String, String)> {
         m.services
             .iter()
+            .filter(|s| s.name != LAUNCHER)
             .filter(|s| host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str()))
             .map(|s| (s.name.clone(), s.version.clone()))
             .collect()

@@ -37,6 +37,8 @@ pub struct AppState {
     pub token: String,
     /// The port the daemon listens on (for the Host and Origin checks).
     pub port: u16,
+    /// Cancelled to make the daemon restart itself (after kojibox replaced itself).
+    pub restart: tokio_util::sync::CancellationToken,
 }
 
 /// `app/state/api.json`.

@@ -194,7 +194,16 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             json(crate::updater::check_and_announce(&home, &emitter(state)).await?)
         }
         Request::UpdaterApply(p) => {
-            crate::updater::apply(&home, &p.version, Some(sup), &emitter(state)).await?;
+            let applied =
+                crate::updater::apply(&home, &p.version, Some(sup), &emitter(state)).await?;
+            if applied.self_updated {
+                // Answer first, then restart on the new executable.
+                let restart = state.restart.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    restart.cancel();
+                });
+            }
             json(Ack::Ok)
         }
         Request::UpdaterRollback(_) => {

@@ -440,6 +440,8 @@ pub struct Fixture {
     pub template: ServiceTemplate,
     pub ports: Vec<(String, u16)>,
     pub env: BTreeMap<String, String>,
+    /// The executable's bytes, instead of a script.
+    pub file: Option<Vec<u8>>,
 }
 
 impl Fixture {
@@ -466,6 +468,15 @@ impl Fixture {
             },
             ports: vec![],
             env: BTreeMap::from([("DATA".to_owned(), "${data}".to_owned())]),
+            file: None,
+        }
+    }
+
+    /// A payload `bin/<name>` holding `bytes` (a program, not a script).
+    pub fn file(name: &str, bytes: Vec<u8>) -> Fixture {
+        Fixture {
+            file: Some(bytes),
+            ..Fixture::new(name, "")
         }
     }
 
@@ -537,7 +548,10 @@ impl Env {
             let dir = self.root().join(format!("payloads/{name}/{}", f.name));
             std::fs::create_dir_all(dir.join("bin")).unwrap();
             let exe = dir.join(format!("bin/{}", f.name));
-            std::fs::write(&exe, format!("#!/bin/sh\n{}\n", f.script)).unwrap();
+            match &f.file {
+                Some(bytes) => std::fs::write(&exe, bytes).unwrap(),
+                None => std::fs::write(&exe, format!("#!/bin/sh\n{}\n", f.script)).unwrap(),
+            }
             set_mode(&exe, 0o755);
             let root = root(&f.name, version, target);
             payloads.push(PayloadSpec {

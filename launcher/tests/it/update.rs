@@ -8,6 +8,7 @@
 //! service itself which version ran, and that its data survived.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use kojibox_manifests::channel::{ChannelIndex, SignedChannel};
 use kojibox_manifests::model::ServiceStatus;
@@ -477,4 +478,77 @@ fn a_daemon_killed_after_the_switch_comes_back_on_the_previous_version() {
         runs(&api)
     );
     signal(api.pid, Signal::TERM);
+}
+
+/// A bundle carrying kojibox for this machine replaces the running executable once everything
+/// else is good; the daemon restarts itself on it (same pid, new token) and starts again what
+/// ran. kojibox runs from a copy here, so the test's own binary is never replaced.
+#[test]
+fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
+    let mut api = home();
+    let exe = api.env.root().join("bin/kojibox");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_kojibox"), &exe).unwrap();
+    let log = std::fs::File::create(api.env.root().join("daemon.log")).unwrap();
+    let mut daemon = std::process::Command::new(&exe)
+        .arg("--home")
+        .arg(api.env.home_dir())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KOJIBOX_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(eventually(WAIT, || api.endpoint().is_some()));
+    api.attach();
+    let (pid, token) = (api.pid, api.token.clone());
+    assert_eq!(pid, daemon.id());
+    api.rpc("services.start", json!({"id": "app"}));
+    api.wait_for("app", ServiceStatus::Running);
+
+    let mut new = std::fs::read(&exe).unwrap();
+    new.extend_from_slice(b"\n# kojibox 1.1.0\n");
+    let mut all = fixtures(api.web_port);
+    all.push(app("1.1", false));
+    all.push(Fixture::file("kojibox", new.clone()));
+    let v110 = api
+        .env
+        .fixture_bundle("self", "1.1.0", "1.1", &host(), &all);
+    publish(&api, &v110, false);
+    assert_eq!(apply(&api, "1.1.0")["result"], "ok");
+    assert_eq!(
+        std::fs::read(&exe).unwrap(),
+        new,
+        "the executable was replaced"
+    );
+
+    // The same process (exec), serving again with a new token, app running again.
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            std::fs::read_to_string(api.env.at("app/state/api-token"))
+                .is_ok_and(|t| t.trim() != token)
+                && api.endpoint().is_some()
+        }),
+        "{}",
+        std::fs::read_to_string(api.env.root().join("daemon.log")).unwrap_or_default()
+    );
+    api.attach();
+    assert_eq!(api.pid, pid, "restarted in place");
+    let app_state = api.wait_for("app", ServiceStatus::Running);
+    assert!(app_state.pid.is_some());
+    assert_eq!(
+        runs(&api),
+        "1.0\n1.1\n1.1\n",
+        "app ran again after the restart"
+    );
+    let running = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(running, exe, "the daemon runs the new executable");
+    assert!(
+        std::fs::read_to_string(api.env.root().join("daemon.log"))
+            .unwrap()
+            .contains("kojibox was updated: restarting as")
+    );
+    signal(pid, Signal::TERM);
+    let _ = daemon.wait();
 }
