@@ -552,3 +552,91 @@ fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
     signal(pid, Signal::TERM);
     let _ = daemon.wait();
 }
+
+/// A static file server on 127.0.0.1 for `root`, honouring `Range: bytes=N-`; records each
+/// request line and its range.
+fn serve_files(root: PathBuf) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            reader.read_line(&mut first).unwrap();
+            let mut from = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(range) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    from = range.trim().trim_end_matches('-').parse().unwrap();
+                }
+                if line.trim().is_empty() {
+                    break;
+                }
+            }
+            let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
+            log.lock().unwrap().push(format!("{path} from {from}"));
+            match std::fs::read(root.join(path.trim_start_matches('/'))) {
+                Ok(body) => {
+                    let status = if from > 0 {
+                        "206 Partial Content"
+                    } else {
+                        "200 OK"
+                    };
+                    let part = &body[from.min(body.len())..];
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        part.len()
+                    );
+                    let _ = stream.write_all(part);
+                }
+                Err(_) => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    (port, seen)
+}
+
+/// Over HTTP, with no daemon: check, then an apply that resumes a partial download.
+#[test]
+fn an_http_source_works_and_a_partial_download_resumes() {
+    let api = home();
+    let v110 = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
+    let index = publish(&api, &v110, false);
+    let (port, seen) = serve_files(repo(&api));
+    std::fs::write(
+        api.env.at("app/config/settings.json"),
+        json!({"updateSource": format!("http://127.0.0.1:{port}/")}).to_string(),
+    )
+    .unwrap();
+    let out = api.env.kojibox(&["update", "check"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        crate::support::stdout(&out).contains("1.1.0 is available"),
+        "{}",
+        crate::support::stdout(&out)
+    );
+    // Half the bundle already came down before an interruption.
+    let bytes = std::fs::read(&v110).unwrap();
+    let half = bytes.len() / 2;
+    let cache = api.env.at("app/cache/updates");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("kojibox-1.1.0.kbx.part"), &bytes[..half]).unwrap();
+    let out = api.env.kojibox(&["update", "apply"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(installed_version(&api), "1.1.0");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&format!("/{} from {half}", index.bundle)),
+        "the download resumed at {half}: {seen:?}"
+    );
+}
