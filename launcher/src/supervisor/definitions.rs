@@ -226,6 +226,7 @@ fn gather(home: &Home, mode: Mode, only: Option<&str>) -> Result<Vec<Definition>
     for binary in manifest
         .services
         .iter()
+        .filter(|s| s.name != crate::updater::LAUNCHER)
         .filter(|s| host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str()))
     {
         let template =

@@ -542,6 +542,12 @@ fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
         "1.0\n1.1\n1.1\n",
         "app ran again after the restart"
     );
+    let ids: Vec<String> = api.list().into_iter().map(|s| s.id).collect();
+    assert_eq!(
+        ids,
+        ["web", "worker", "app"],
+        "kojibox itself is no service"
+    );
     let running = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(running, exe, "the daemon runs the new executable");
     assert!(
