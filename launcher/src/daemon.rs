@@ -49,7 +49,10 @@ pub fn serve(home: &Home, options: &ServeOptions) -> Result<()> {
     let restart = runtime.block_on(run(home, options))?;
     drop(runtime);
     if restart {
-        return reexec(&exe, options.passphrase.as_ref());
+        let failed = reexec(&exe, options.passphrase.as_ref());
+        // Not restarted: a later start must not start what ran before on its own.
+        let _ = std::fs::remove_file(resume_path(home));
+        return failed;
     }
     Ok(())
 }
@@ -91,11 +94,8 @@ fn reexec(exe: &std::path::Path, passphrase: Option<&crate::secrets::SecretValue
 }
 
 async fn run(home: &Home, options: &ServeOptions) -> Result<bool> {
-    let _lock = home.lock("daemon", "kojibox daemon")?;
-    // An interrupted update first: it decides which version is installed.
-    for note in crate::updater::recover(home)? {
-        eprintln!("note: {note}");
-    }
+    let _lock = home.lock("daemon", "kojibox daemon (or direct update)")?;
+    // (`recover_if_idle` recovers an interrupted update first.)
     for note in crate::install::recover_if_idle(home)? {
         eprintln!("note: {note}");
     }

@@ -584,7 +584,8 @@ pub fn raise_watermark(home: &Home, version: &str) -> Result<()> {
 /// Cleans up after an interrupted install: removes staging leftovers and rewrites the service
 /// templates from the active index. Returns what it found, for the user.
 pub fn recover(home: &Home) -> Result<Vec<String>> {
-    let mut found = Vec::new();
+    // An interrupted update decides which version is installed: it goes first.
+    let mut found = crate::updater::recover(home)?;
     let staging = home.staging();
     if staging.exists() {
         let files = count_files(&staging);
@@ -601,7 +602,10 @@ pub fn recover(home: &Home) -> Result<Vec<String>> {
                 manifest.version
             ));
         }
-        raise_watermark(home, &manifest.version)?;
+        // An unproven update's version never becomes the watermark.
+        if !crate::updater::interrupted(home) {
+            raise_watermark(home, &manifest.version)?;
+        }
     }
     Ok(found)
 }

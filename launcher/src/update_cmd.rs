@@ -72,6 +72,7 @@ pub fn update(home: &Home, command: UpdateCommand, json: bool) -> Result<ExitCod
                     })?;
                 }
                 None => {
+                    let _daemon = no_daemon(home)?;
                     let runtime = runtime()?;
                     let applied = runtime.block_on(launcher::updater::apply(
                         home,
@@ -93,12 +94,22 @@ pub fn update(home: &Home, command: UpdateCommand, json: bool) -> Result<ExitCod
                     c.call::<methods::RuntimeGetManifest>(&Empty::default())?
                         .version
                 }
-                None => runtime()?.block_on(launcher::updater::rollback(home, None, &printer()))?,
+                None => {
+                    let _daemon = no_daemon(home)?;
+                    runtime()?.block_on(launcher::updater::rollback(home, None, &printer()))?
+                }
             };
             println!("rolled back to {to}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Holds the daemon lock while the home is updated directly, so no daemon starts meanwhile (and
+/// a daemon that runs but could not be reached is not worked around).
+fn no_daemon(home: &Home) -> Result<launcher::home::Lock> {
+    home.lock("daemon", "kojibox daemon")
+        .context("a daemon runs for this home but could not be reached; update through it (or stop it with `kojibox down`)")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

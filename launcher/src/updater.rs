@@ -251,6 +251,8 @@ fn http() -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
+        // A repository is static files: a redirect is not followed anywhere else.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Error::UpdateFailed {
             detail: format!("could not start the HTTP client: {e}"),
@@ -288,6 +290,10 @@ pub fn download(
     if offset > index.size {
         offset = 0;
     }
+    if offset == index.size {
+        // All there already (killed before the rename): only the check is left.
+        return finish(&part, &done, index).map_err(invalid);
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(false)
@@ -320,7 +326,13 @@ pub fn download(
                 .map_err(|e| Error::UpdateFailed {
                     detail: format!("could not fetch {url}: {e}"),
                 })?;
-            if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+            let resumed = response.status() == reqwest::StatusCode::PARTIAL_CONTENT
+                && response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
+            if offset > 0 && !resumed {
                 // The server ignored the range: start over.
                 offset = 0;
                 file.set_len(0).map_err(Error::io("write", &part))?;
@@ -357,16 +369,22 @@ pub fn download(
     }
     file.sync_all().map_err(Error::io("sync", &part))?;
     drop(file);
-    let (sha256, size) = hash(&part)?;
+    finish(&part, &done, index).map_err(invalid)
+}
+
+/// Checks a complete download against the signed index and gives it its final name; a
+/// mismatch removes it (the next try starts over).
+fn finish(part: &Path, done: &Path, index: &ChannelIndex) -> std::result::Result<PathBuf, String> {
+    let (sha256, size) = hash(part).map_err(|e| e.to_string())?;
     if size != index.size || sha256 != index.sha256 {
-        let _ = std::fs::remove_file(&part);
-        return Err(invalid(format!(
+        let _ = std::fs::remove_file(part);
+        return Err(format!(
             "the bundle's sha256 is {sha256} ({size} bytes); its signed index says {} ({} bytes)",
             index.sha256, index.size
-        )));
+        ));
     }
-    std::fs::rename(&part, &done).map_err(Error::io("rename", &part))?;
-    Ok(done)
+    std::fs::rename(part, done).map_err(|e| format!("could not rename {}: {e}", part.display()))?;
+    Ok(done.to_owned())
 }
 
 fn hash(path: &Path) -> Result<(String, u64)> {
@@ -385,29 +403,27 @@ fn hash(path: &Path) -> Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), size))
 }
 
-/// `app/state/update/journal.json`: an update in progress.
+/// `app/state/update/journal.json`: an update in progress, with the manifest to go back to.
+/// `app/state/update/last.json` has the same shape: the last update that went through, for
+/// `rollback`. Each is one file written atomically, so the manifest to go back to and the
+/// versions it belongs to never disagree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Journal {
     from: String,
     to: String,
     started_at: String,
+    previous: RuntimeManifest,
 }
 
-/// `app/state/update/last.json`: the last update that went through, for `rollback`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Last {
-    from: String,
-    to: String,
+/// Whether an update was interrupted (its journal is there): until it is recovered, the
+/// installed version is unproven (the installer then leaves the watermark alone).
+pub fn interrupted(home: &Home) -> bool {
+    journal_path(home).exists()
 }
 
 fn journal_path(home: &Home) -> PathBuf {
     home.state().join("update/journal.json")
-}
-
-fn previous_path(home: &Home) -> PathBuf {
-    home.state().join("update/previous.json")
 }
 
 fn last_path(home: &Home) -> PathBuf {
@@ -426,22 +442,37 @@ pub fn recover(home: &Home) -> Result<Vec<String>> {
         Err(e) => return Err(e),
     };
     let manifest = read_json::<RuntimeManifest>(&home.manifest())?;
-    let previous = read_json::<RuntimeManifest>(&previous_path(home))?;
-    let note = match (manifest, previous) {
-        (Some(current), Some(previous))
-            if current.version == journal.to && previous.version == journal.from =>
-        {
-            crate::install::reactivate(home, &previous)?;
-            format!(
-                "an update from {} to {} was interrupted after the switch: rolled back to {}",
-                journal.from, journal.to, journal.from
-            )
+    let back = |e: Error| Error::UpdateFailed {
+        detail: format!(
+            "an update from {} to {} was interrupted and switching back to {} failed: {e} \
+             (the journal {} stays; every start tries again)",
+            journal.from,
+            journal.to,
+            journal.from,
+            journal_path(home).display()
+        ),
+    };
+    let note = match manifest {
+        // Switched (or switching back when it was killed): the previous version, whole.
+        Some(current) if current.version == journal.to || current.version == journal.from => {
+            crate::install::reactivate(home, &journal.previous).map_err(back)?;
+            if current.version == journal.to {
+                format!(
+                    "an update from {} to {} was interrupted after the switch: rolled back to {}",
+                    journal.from, journal.to, journal.from
+                )
+            } else {
+                format!(
+                    "an update from {} to {} was interrupted before the switch: {} is installed",
+                    journal.from, journal.to, journal.from
+                )
+            }
         }
-        (Some(current), _) => format!(
-            "an update from {} to {} was interrupted before the switch: {} is installed",
+        Some(current) => format!(
+            "an update from {} to {} was interrupted; {} is installed",
             journal.from, journal.to, current.version
         ),
-        (None, _) => format!(
+        None => format!(
             "an update from {} to {} was interrupted",
             journal.from, journal.to
         ),
@@ -471,12 +502,9 @@ async fn blocking<T: Send + 'static>(
 
 /// `updater.check`, announcing `update:available` when there is one.
 pub async fn check_and_announce(home: &Home, emit: &Emit) -> Result<UpdateCheck> {
+    // The daemon recovered any interrupted update when it started.
     let h = home.clone();
-    let offer = blocking(move || {
-        recover(&h)?;
-        check(&h)
-    })
-    .await?;
+    let offer = blocking(move || check(&h)).await?;
     if offer.available {
         emit(Event::UpdateAvailable(UpdateAvailable {
             version: offer.index.version.clone(),
@@ -486,15 +514,18 @@ pub async fn check_and_announce(home: &Home, emit: &Emit) -> Result<UpdateCheck>
 }
 
 /// `updater.apply(version)`: see the module documentation. `supervisor`: the running services
-/// (none when no daemon runs: then nothing is restarted).
+/// (none when no daemon runs: then nothing is restarted, and the caller holds the daemon lock).
 pub async fn apply(
     home: &Home,
     version: &str,
     supervisor: Option<&Arc<Supervisor>>,
     emit: &Emit,
 ) -> Result<Applied> {
-    let h = home.clone();
-    blocking(move || recover(&h).map(drop)).await?;
+    if supervisor.is_none() {
+        // A daemon recovers at its start; without one, recover here.
+        let h = home.clone();
+        blocking(move || recover(&h).map(drop)).await?;
+    }
     let _lock = home.lock("update", "update")?;
     phase(emit, "check", 0);
     let h = home.clone();
@@ -510,8 +541,15 @@ pub async fn apply(
         });
     };
     if from == version {
+        // Already on it: only kojibox itself may still lag (a self-update that failed).
+        let h = home.clone();
+        let self_updated = blocking(move || {
+            let manifest = crate::runtime::get_manifest(&h)?;
+            replace_self(&h, &manifest)
+        })
+        .await?;
         phase(emit, "done", 100);
-        return Ok(Applied::default());
+        return Ok(Applied { self_updated });
     }
     let wanted = semver::Version::parse(version).map_err(|e| Error::UpdateFailed {
         detail: format!("`{version}` is not semver: {e}"),
@@ -546,15 +584,13 @@ pub async fn apply(
 
     let h = home.clone();
     let old_manifest = blocking(move || crate::runtime::get_manifest(&h)).await?;
-    write_json(&previous_path(home), &old_manifest)?;
-    write_json(
-        &journal_path(home),
-        &Journal {
-            from: from.clone(),
-            to: version.to_owned(),
-            started_at: crate::clock::now(),
-        },
-    )?;
+    let journal = Journal {
+        from: from.clone(),
+        to: version.to_owned(),
+        started_at: crate::clock::now(),
+        previous: old_manifest.clone(),
+    };
+    write_json(&journal_path(home), &journal)?;
     crate::fault::point("update:before-install");
     phase(emit, "install", 60);
     let (h, b, v) = (home.clone(), bundle.clone(), version.to_owned());
@@ -582,23 +618,39 @@ pub async fn apply(
     let changed = changed_services(&old_manifest, &new_manifest);
 
     phase(emit, "restart", 75);
-    let restarted = match supervisor {
-        Some(sup) => restart(sup, &changed).await,
-        None => Ok(vec![]),
+    let mut restarted = Vec::new();
+    let health = if new_manifest.version != version {
+        Err(format!(
+            "the bundle the index names installs version {}, not {version}",
+            new_manifest.version
+        ))
+    } else if let Some(sup) = supervisor {
+        match restart(sup, &changed, &mut restarted).await {
+            Ok(()) => {
+                phase(emit, "health", 90);
+                healthy(sup, &restarted).await
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    } else {
+        Ok(())
     };
-    phase(emit, "health", 90);
-    let health = match (&restarted, supervisor) {
-        (Ok(ids), Some(sup)) => healthy(sup, ids).await,
-        (Err(e), _) => Err(e.to_string()),
-        (Ok(_), None) => Ok(()),
-    };
+    crate::fault::point("update:after-health");
     if let Err(why) = health {
         phase(emit, "rollback", 95);
         let (h, old) = (home.clone(), old_manifest.clone());
-        blocking(move || crate::install::reactivate(&h, &old)).await?;
-        let back = match (supervisor, &restarted) {
-            (Some(sup), Ok(ids)) => match bring_back(sup, ids).await {
-                Ok(()) => healthy(sup, ids).await,
+        if let Err(e) = blocking(move || crate::install::reactivate(&h, &old)).await {
+            return Err(Error::UpdateFailed {
+                detail: format!(
+                    "{why}; switching back to {from} failed too: {e} (the journal stays: the \
+                     next start tries again)"
+                ),
+            });
+        }
+        // Every service restarted on the new version (even if another then failed) goes back.
+        let back = match supervisor {
+            Some(sup) if !restarted.is_empty() => match bring_back(sup, &restarted).await {
+                Ok(()) => healthy(sup, &restarted).await,
                 Err(e) => Err(e.to_string()),
             },
             _ => Ok(()),
@@ -616,15 +668,10 @@ pub async fn apply(
             },
         });
     }
-    crate::install::raise_watermark(home, version)?;
-    write_json(
-        &last_path(home),
-        &Last {
-            from: from.clone(),
-            to: version.to_owned(),
-        },
-    )?;
+    // Proven: the journal becomes the record `rollback` uses, then goes (each step atomic).
+    write_json(&last_path(home), &journal)?;
     std::fs::remove_file(journal_path(home)).map_err(Error::io("remove", journal_path(home)))?;
+    crate::install::raise_watermark(home, version)?;
     let _ = std::fs::remove_file(&bundle);
     // Last, once everything else verified and runs: kojibox itself.
     let (h, m) = (home.clone(), new_manifest.clone());
@@ -657,6 +704,21 @@ pub fn replace_self(home: &Home, manifest: &RuntimeManifest) -> Result<bool> {
     if hash(&new)?.0 == hash(&current)?.0 {
         return Ok(false);
     }
+    // It must at least run here before it replaces the one that does.
+    let tried = std::process::Command::new(&new)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(Error::io("run", &new))?;
+    if !tried.status.success() {
+        return Err(Error::UpdateFailed {
+            detail: format!(
+                "the bundle's kojibox ({}) does not run here ({}): the running one is kept",
+                new.display(),
+                tried.status
+            ),
+        });
+    }
     self_replace::self_replace(&new).map_err(Error::io("replace the executable with", &new))?;
     Ok(true)
 }
@@ -672,17 +734,10 @@ pub async fn rollback(
     let h = home.clone();
     blocking(move || recover(&h).map(drop)).await?;
     let _lock = home.lock("update", "update")?;
-    let last: Last = read_json(&last_path(home))?.ok_or_else(|| Error::NotFound {
+    let last: Journal = read_json(&last_path(home))?.ok_or_else(|| Error::NotFound {
         detail: "no update to roll back: none went through since the last rollback".into(),
     })?;
-    let previous: RuntimeManifest =
-        read_json(&previous_path(home))?.ok_or_else(|| Error::NotFound {
-            detail: format!(
-                "the manifest of {} is gone from {}",
-                last.from,
-                previous_path(home).display()
-            ),
-        })?;
+    let previous = last.previous.clone();
     let h = home.clone();
     let current = blocking(move || crate::runtime::get_manifest(&h)).await?;
     if current.version != last.to {
@@ -698,7 +753,8 @@ pub async fn rollback(
     blocking(move || crate::install::reactivate(&h, &p)).await?;
     let _ = std::fs::remove_file(last_path(home));
     if let Some(sup) = supervisor {
-        let ids = restart(sup, &changed_services(&current, &previous)).await?;
+        let mut ids = Vec::new();
+        restart(sup, &changed_services(&current, &previous), &mut ids).await?;
         healthy(sup, &ids)
             .await
             .map_err(|detail| Error::UpdateFailed {
@@ -729,20 +785,20 @@ fn changed_services(old: &RuntimeManifest, new: &RuntimeManifest) -> Vec<String>
         .collect()
 }
 
-/// Restarts those of `ids` that are running or starting; returns them.
-async fn restart(sup: &Supervisor, ids: &[String]) -> Result<Vec<String>> {
-    let mut out = Vec::new();
+/// Restarts those of `ids` that are running or starting, adding each to `restarted` as it is
+/// asked (so that on an error, the ones already on the new version are known).
+async fn restart(sup: &Supervisor, ids: &[String], restarted: &mut Vec<String>) -> Result<()> {
     for id in ids {
         let Ok(state) = sup.state(id) else { continue };
         if matches!(
             state.state,
             ServiceStatus::Running | ServiceStatus::Starting
         ) {
+            restarted.push(id.clone());
             sup.restart_service(id).await?;
-            out.push(id.clone());
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Starts `ids` again on the (restored) installed version, whatever state the failed update

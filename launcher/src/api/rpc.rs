@@ -194,8 +194,13 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             json(crate::updater::check_and_announce(&home, &emitter(state)).await?)
         }
         Request::UpdaterApply(p) => {
-            let applied =
-                crate::updater::apply(&home, &p.version, Some(sup), &emitter(state)).await?;
+            // Its own task: a client that goes away does not cut an update in half.
+            let (sup, emit) = (Arc::clone(sup), emitter(state));
+            let applied = tokio::spawn(async move {
+                crate::updater::apply(&home, &p.version, Some(&sup), &emit).await
+            })
+            .await
+            .map_err(|e| Error::invalid("Internal failure", e.to_string()))??;
             if applied.self_updated {
                 // Answer first, then restart on the new executable.
                 let restart = state.restart.clone();
@@ -207,7 +212,10 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             json(Ack::Ok)
         }
         Request::UpdaterRollback(_) => {
-            crate::updater::rollback(&home, Some(sup), &emitter(state)).await?;
+            let (sup, emit) = (Arc::clone(sup), emitter(state));
+            tokio::spawn(async move { crate::updater::rollback(&home, Some(&sup), &emit).await })
+                .await
+                .map_err(|e| Error::invalid("Internal failure", e.to_string()))??;
             json(Ack::Ok)
         }
         request @ (Request::DomainsList(_)

@@ -412,12 +412,17 @@ fn a_kill_during_apply_at_any_point_leaves_one_consistent_version() {
     publish(&api, &v110, false);
     let template = || std::fs::read_to_string(api.env.at("runtime/services/app.json")).unwrap();
     let old_template = template();
+    let watermark = || -> Value {
+        serde_json::from_slice(&std::fs::read(api.env.at("app/state/versions.json")).unwrap())
+            .unwrap()
+    };
     for point in [
         "update:before-install",
         "install:extract",
         "install:before-switch",
         "install:after-switch",
         "update:after-switch",
+        "update:after-health",
     ] {
         let out = api.env.kojibox(&["update", "apply", "1.1.0"], Some(point));
         assert!(
@@ -425,7 +430,11 @@ fn a_kill_during_apply_at_any_point_leaves_one_consistent_version() {
             "{point}: {}",
             stderr(&out)
         );
-        // The next command finds one version: 1.0.0, whole.
+        // Whatever runs next (here `verify`) finds one version: 1.0.0, whole, and the
+        // unproven 1.1.0 never became the watermark.
+        let out = api.env.kojibox(&["verify"], None);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert_eq!(watermark()["highestInstalled"], "1.0.0", "{point}");
         let out = api.env.kojibox(&["update", "check"], None);
         assert!(out.status.success(), "{point}: {}", stderr(&out));
         assert_eq!(installed_version(&api), "1.0.0", "{point}");
@@ -561,7 +570,10 @@ fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
 
 /// A static file server on 127.0.0.1 for `root`, honouring `Range: bytes=N-`; records each
 /// request line and its range.
-fn serve_files(root: PathBuf) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+fn serve_files(
+    root: PathBuf,
+    honour_range: bool,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -577,7 +589,9 @@ fn serve_files(root: PathBuf) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Strin
             loop {
                 let mut line = String::new();
                 reader.read_line(&mut line).unwrap();
-                if let Some(range) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                if let Some(range) = line.to_ascii_lowercase().strip_prefix("range: bytes=")
+                    && honour_range
+                {
                     from = range.trim().trim_end_matches('-').parse().unwrap();
                 }
                 if line.trim().is_empty() {
@@ -588,15 +602,19 @@ fn serve_files(root: PathBuf) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Strin
             log.lock().unwrap().push(format!("{path} from {from}"));
             match std::fs::read(root.join(path.trim_start_matches('/'))) {
                 Ok(body) => {
-                    let status = if from > 0 {
-                        "206 Partial Content"
-                    } else {
-                        "200 OK"
-                    };
                     let part = &body[from.min(body.len())..];
+                    let head = if from > 0 {
+                        format!(
+                            "206 Partial Content\r\nContent-Range: bytes {from}-{}/{}",
+                            body.len() - 1,
+                            body.len()
+                        )
+                    } else {
+                        "200 OK".to_owned()
+                    };
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         part.len()
                     );
                     let _ = stream.write_all(part);
@@ -618,7 +636,7 @@ fn an_http_source_works_and_a_partial_download_resumes() {
     let api = home();
     let v110 = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
     let index = publish(&api, &v110, false);
-    let (port, seen) = serve_files(repo(&api));
+    let (port, seen) = serve_files(repo(&api), true);
     std::fs::write(
         api.env.at("app/config/settings.json"),
         json!({"updateSource": format!("http://127.0.0.1:{port}/")}).to_string(),
@@ -644,5 +662,64 @@ fn an_http_source_works_and_a_partial_download_resumes() {
     assert!(
         seen.contains(&format!("/{} from {half}", index.bundle)),
         "the download resumed at {half}: {seen:?}"
+    );
+}
+
+/// A server that ignores ranges (the download starts over), and a `.part` that is already
+/// whole (only the check is left: no request for the bundle).
+#[test]
+fn a_server_ignoring_ranges_and_a_whole_part_file_both_end_in_a_verified_bundle() {
+    let api = home();
+    let v110 = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
+    let index = publish(&api, &v110, false);
+    let bytes = std::fs::read(&v110).unwrap();
+    let cache = api.env.at("app/cache/updates");
+    std::fs::create_dir_all(&cache).unwrap();
+
+    let (port, seen) = serve_files(repo(&api), false);
+    let http = launcher::updater::Source::Http(format!("http://127.0.0.1:{port}"));
+    std::fs::write(
+        cache.join("kojibox-1.1.0.kbx.part"),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
+    let got = launcher::updater::download(&api.env.home(), &http, &index, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&got).unwrap(), bytes, "started over, whole");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    std::fs::remove_file(&got).unwrap();
+
+    std::fs::write(cache.join("kojibox-1.1.0.kbx.part"), &bytes).unwrap();
+    let got = launcher::updater::download(&api.env.home(), &http, &index, &mut |_, _| {}).unwrap();
+    assert_eq!(std::fs::read(&got).unwrap(), bytes);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "no request: the part was whole"
+    );
+}
+
+/// `rollback` goes back to the version before the last update that went through, even after a
+/// later update failed.
+#[test]
+fn rollback_after_a_failed_update_goes_back_to_the_version_before_the_last_good_one() {
+    let mut api = home();
+    api.serve(&[]);
+    api.rpc("services.start", json!({"id": "app"}));
+    api.wait_for("app", ServiceStatus::Running);
+    let v110 = bundle(&api, "1.1.0", "1.1", &host(), app("1.1", false));
+    publish(&api, &v110, false);
+    assert_eq!(apply(&api, "1.1.0")["result"], "ok");
+    let v120 = bundle(&api, "1.2.0", "1.2", &host(), app("1.2", true));
+    publish(&api, &v120, false);
+    assert_eq!(code(&apply(&api, "1.2.0")), "UPDATE_FAILED");
+    assert_eq!(installed_version(&api), "1.1.0");
+    let answer = api.rpc("updater.rollback", json!({}));
+    assert_eq!(answer["result"], "ok", "{answer}");
+    assert_eq!(installed_version(&api), "1.0.0");
+    api.wait_for("app", ServiceStatus::Running);
+    assert!(
+        eventually(WAIT, || runs(&api).ends_with("1.0\n")),
+        "{:?}",
+        runs(&api)
     );
 }
