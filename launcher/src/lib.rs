@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod settings;
 pub mod supervisor;
+pub mod task;
 pub mod updater;
 pub mod vault;
 pub mod watchdog;

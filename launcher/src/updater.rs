@@ -46,6 +46,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{read_json, write_json};
 use crate::home::Home;
 use crate::supervisor::Supervisor;
+use crate::task::blocking;
 
 /// The payload name of kojibox itself: a bundle may carry the launcher for each target under
 /// this name (`runtime/bin/kojibox/<version>/<os>-<arch>/kojibox`). It is never supervised.
@@ -489,15 +490,6 @@ fn phase(emit: &Emit, phase: &str, progress: u8) {
         phase: phase.to_owned(),
         progress,
     }));
-}
-
-/// Runs blocking work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::invalid("Internal failure", e.to_string()))?
 }
 
 /// `updater.check`, announcing `update:available` when there is one.

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::AppState;
 use super::guard::{MAX_BODY, envelope, refuse, too_large};
 use crate::error::{Error, Result};
+use crate::task::blocking;
 
 /// The handler.
 pub async fn rpc(State(state): State<Arc<AppState>>, body: Body) -> Response {
@@ -106,15 +107,6 @@ fn changed(state: &AppState, scope: ConfigScope, id: &str) -> Result<Value> {
 fn json<T: serde::Serialize>(value: T) -> Result<Value> {
     serde_json::to_value(value)
         .map_err(|e| Error::invalid("Could not encode the result", e.to_string()))
-}
-
-/// Runs a blocking library call off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::invalid("Internal failure", e.to_string()))?
 }
 
 async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
