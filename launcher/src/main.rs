@@ -22,7 +22,8 @@ struct Cli {
     /// `kojibox.portable` file is beside it, else the user data folder (~/.local/share/kojibox).
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<PathBuf>,
-    /// Print JSON for scripts (status, start, stop, restart, logs, up, verify).
+    /// Print JSON for scripts (status, start, stop, restart, logs, up, verify, projects list,
+    /// update check; settings always print as JSON).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
