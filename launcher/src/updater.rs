@@ -691,6 +691,8 @@ pub fn replace_self(home: &Home, manifest: &RuntimeManifest) -> Result<bool> {
     }) else {
         return Ok(false);
     };
+    // Re-hashed against the signed checksum: nothing altered on disk since the install runs.
+    crate::runtime::ensure_service(home, LAUNCHER, &binary.version)?;
     let new = home.join(&binary.bin_path);
     let current = std::env::current_exe().map_err(Error::io("find", "the kojibox executable"))?;
     if hash(&new)?.0 == hash(&current)?.0 {
