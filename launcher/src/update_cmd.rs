@@ -96,7 +96,12 @@ pub fn update(home: &Home, command: UpdateCommand, json: bool) -> Result<ExitCod
                 }
                 None => {
                     let _daemon = no_daemon(home)?;
-                    runtime()?.block_on(launcher::updater::rollback(home, None, &printer()))?
+                    let rolled =
+                        runtime()?.block_on(launcher::updater::rollback(home, None, &printer()))?;
+                    if rolled.self_updated {
+                        println!("kojibox itself is the one from before the update again");
+                    }
+                    rolled.version
                 }
             };
             println!("rolled back to {to}");

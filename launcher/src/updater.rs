@@ -415,6 +415,9 @@ struct Journal {
     to: String,
     started_at: String,
     previous: RuntimeManifest,
+    /// The update replaced kojibox itself (the one before is `kojibox.prev`).
+    #[serde(default)]
+    replaced_kojibox: bool,
 }
 
 /// Whether an update was interrupted (its journal is there): until it is recovered, the
@@ -429,6 +432,11 @@ fn journal_path(home: &Home) -> PathBuf {
 
 fn last_path(home: &Home) -> PathBuf {
     home.state().join("update/last.json")
+}
+
+/// The kojibox executable a self-update replaced, kept for `rollback`.
+fn previous_exe_path(home: &Home) -> PathBuf {
+    home.state().join("update/kojibox.prev")
 }
 
 /// Finishes what an interrupted update left: a switched but unproven update is rolled back to
@@ -581,6 +589,7 @@ pub async fn apply(
         to: version.to_owned(),
         started_at: crate::clock::now(),
         previous: old_manifest.clone(),
+        replaced_kojibox: false,
     };
     write_json(&journal_path(home), &journal)?;
     crate::fault::point("update:before-install");
@@ -675,6 +684,13 @@ pub async fn apply(
         }
     })?;
     if self_updated {
+        write_json(
+            &last_path(home),
+            &Journal {
+                replaced_kojibox: true,
+                ..journal
+            },
+        )?;
         phase(emit, "self-update", 100);
     }
     phase(emit, "done", 100);
@@ -713,6 +729,10 @@ pub fn replace_self(home: &Home, manifest: &RuntimeManifest) -> Result<bool> {
             ),
         });
     }
+    // The one running now is kept, for `rollback`.
+    let keep = previous_exe_path(home);
+    let bytes = std::fs::read(&current).map_err(Error::io("read", &current))?;
+    crate::fsutil::write_atomic(&keep, &bytes)?;
     self_replace::self_replace(&new).map_err(Error::io("replace the executable with", &new))?;
     Ok(true)
 }
@@ -724,7 +744,7 @@ pub async fn rollback(
     home: &Home,
     supervisor: Option<&Arc<Supervisor>>,
     emit: &Emit,
-) -> Result<String> {
+) -> Result<RolledBack> {
     let h = home.clone();
     blocking(move || recover(&h).map(drop)).await?;
     let _lock = home.lock("update", "update")?;
@@ -755,9 +775,33 @@ pub async fn rollback(
                 detail: format!("rolled back to {}, but {detail}", last.from),
             })?;
     }
+    // The update replaced kojibox too: the one before comes back.
+    let keep = previous_exe_path(home);
+    let self_updated = last.replaced_kojibox && keep.exists();
+    if self_updated {
+        let k = keep.clone();
+        blocking(move || {
+            self_replace::self_replace(&k).map_err(Error::io("put back the executable", &k))
+        })
+        .await?;
+        let _ = std::fs::remove_file(&keep);
+        phase(emit, "self-update", 100);
+    }
     phase(emit, "done", 100);
     emit(Event::RuntimeUpdated(previous));
-    Ok(last.from)
+    Ok(RolledBack {
+        version: last.from,
+        self_updated,
+    })
+}
+
+/// What `rollback` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    /// The version installed now.
+    pub version: String,
+    /// kojibox itself was put back: the running process must restart to use it.
+    pub self_updated: bool,
 }
 
 /// Ids of this machine's services whose version differs between two manifests.

@@ -87,6 +87,15 @@ pub fn source_of(method: &str) -> ErrorSource {
     }
 }
 
+/// Restarts the daemon on the (replaced) executable once the answer is out.
+fn restart_soon(state: &AppState) {
+    let restart = state.restart.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        restart.cancel();
+    });
+}
+
 /// Sends events (update progress) to the daemon's bus.
 fn emitter(state: &AppState) -> crate::updater::Emit {
     let events = state.events.clone();
@@ -194,20 +203,21 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             .await
             .map_err(|e| Error::invalid("Internal failure", e.to_string()))??;
             if applied.self_updated {
-                // Answer first, then restart on the new executable.
-                let restart = state.restart.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    restart.cancel();
-                });
+                restart_soon(state);
             }
             json(Ack::Ok)
         }
         Request::UpdaterRollback(_) => {
             let (sup, emit) = (Arc::clone(sup), emitter(state));
-            tokio::spawn(async move { crate::updater::rollback(&home, Some(&sup), &emit).await })
+            let rolled =
+                tokio::spawn(
+                    async move { crate::updater::rollback(&home, Some(&sup), &emit).await },
+                )
                 .await
                 .map_err(|e| Error::invalid("Internal failure", e.to_string()))??;
+            if rolled.self_updated {
+                restart_soon(state);
+            }
             json(Ack::Ok)
         }
         request @ (Request::DomainsList(_)

@@ -564,6 +564,34 @@ fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
             .unwrap()
             .contains("kojibox was updated: restarting as")
     );
+
+    // Rollback puts the previous kojibox back too, and the daemon restarts on it.
+    let original = std::fs::read(env!("CARGO_BIN_EXE_kojibox")).unwrap();
+    let token = api.token.clone();
+    assert_eq!(api.rpc("updater.rollback", json!({}))["result"], "ok");
+    assert_eq!(installed_version(&api), "1.0.0");
+    assert!(
+        std::fs::read(&exe).unwrap() == original,
+        "the previous executable is back"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            std::fs::read_to_string(api.env.at("app/state/api-token"))
+                .is_ok_and(|t| t.trim() != token)
+                && api.endpoint().is_some()
+        }),
+        "{}",
+        std::fs::read_to_string(api.env.root().join("daemon.log")).unwrap_or_default()
+    );
+    api.attach();
+    assert_eq!(api.pid, pid);
+    api.wait_for("app", ServiceStatus::Running);
+    assert!(
+        eventually(WAIT, || runs(&api).ends_with("1.0\n1.0\n")),
+        "{:?}",
+        runs(&api)
+    );
+    assert!(!api.env.at("app/state/update/kojibox.prev").exists());
     signal(pid, Signal::TERM);
     let _ = daemon.wait();
 }
