@@ -258,14 +258,10 @@ pub fn set_service(home: &Home, config: &ServiceConfig) -> Result<()> {
 /// The installed service `id` (this machine's payload) and its template, or `NOT_FOUND`.
 fn installed(home: &Home, id: &str) -> Result<(ServiceBinary, ServiceTemplate)> {
     let manifest: Option<RuntimeManifest> = read_json(&home.manifest())?;
-    let host = kojibox_kbx::paths::host_target();
     let services: Vec<ServiceBinary> = manifest
-        .map(|m| m.services)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| s.name != crate::updater::LAUNCHER)
-        .filter(|s| host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str()))
-        .collect();
+        .as_ref()
+        .map(|m| crate::runtime::host_services(m).cloned().collect())
+        .unwrap_or_default();
     let Some(binary) = services.iter().find(|s| s.name == id).cloned() else {
         let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         return Err(Error::NotFound {

@@ -27,21 +27,31 @@ pub fn get_manifest(home: &Home) -> Result<RuntimeManifest> {
     })
 }
 
+/// Whether `binary` is this machine's payload (its `<os>-<arch>` is the host's).
+pub fn on_this_machine(binary: &ServiceBinary) -> bool {
+    kojibox_kbx::paths::host_target()
+        .is_some_and(|host| host == format!("{}-{}", binary.os, binary.arch))
+}
+
+/// The services this machine runs: its own payloads, kojibox itself (a self-update payload)
+/// excluded.
+pub fn host_services(manifest: &RuntimeManifest) -> impl Iterator<Item = &ServiceBinary> {
+    manifest
+        .services
+        .iter()
+        .filter(|s| s.name != crate::updater::LAUNCHER && on_this_machine(s))
+}
+
 /// `runtime.ensureService`: this machine's payload of `name` `version`, re-hashed on disk.
 pub fn ensure_service(home: &Home, name: &str, version: &str) -> Result<ServiceBinary> {
     let missing = || Error::RuntimeMissing {
         detail: format!("{name} {version} not present in runtime/bin"),
     };
     let manifest = get_manifest(home).map_err(|_| missing())?;
-    let host = kojibox_kbx::paths::host_target();
     let binary = manifest
         .services
         .into_iter()
-        .find(|s| {
-            s.name == name
-                && s.version == version
-                && host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str())
-        })
+        .find(|s| s.name == name && s.version == version && on_this_machine(s))
         .ok_or_else(missing)?;
     let root = home.join(kojibox_kbx::paths::payload_root(
         &binary.name,

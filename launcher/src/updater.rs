@@ -701,10 +701,11 @@ pub async fn apply(
 /// Replaces the running executable with the launcher the manifest carries for this machine,
 /// when it carries one that differs. Returns whether it did.
 pub fn replace_self(home: &Home, manifest: &RuntimeManifest) -> Result<bool> {
-    let host = kojibox_kbx::paths::host_target();
-    let Some(binary) = manifest.services.iter().find(|s| {
-        s.name == LAUNCHER && host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str())
-    }) else {
+    let Some(binary) = manifest
+        .services
+        .iter()
+        .find(|s| s.name == LAUNCHER && crate::runtime::on_this_machine(s))
+    else {
         return Ok(false);
     };
     // Re-hashed against the signed checksum: nothing altered on disk since the install runs.
@@ -806,12 +807,8 @@ pub struct RolledBack {
 
 /// Ids of this machine's services whose version differs between two manifests.
 fn changed_services(old: &RuntimeManifest, new: &RuntimeManifest) -> Vec<String> {
-    let host = kojibox_kbx::paths::host_target();
     let on_host = |m: &RuntimeManifest| -> Vec<(String, String)> {
-        m.services
-            .iter()
-            .filter(|s| s.name != LAUNCHER)
-            .filter(|s| host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str()))
+        crate::runtime::host_services(m)
             .map(|s| (s.name.clone(), s.version.clone()))
             .collect()
     };

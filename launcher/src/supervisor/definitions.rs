@@ -217,18 +217,12 @@ fn gather(home: &Home, mode: Mode, only: Option<&str>) -> Result<Vec<Definition>
     else {
         return Ok(vec![]);
     };
-    let host = kojibox_kbx::paths::host_target();
     let strict = |name: &str| only.is_none_or(|id| id == name);
     // Settings are read under the registry's lock, so a concurrent config.setService is seen
     // whole (its file and its registry entry) or not at all.
     let _lock = home.lock_wait("ports")?;
     let mut found = Vec::new();
-    for binary in manifest
-        .services
-        .iter()
-        .filter(|s| s.name != crate::updater::LAUNCHER)
-        .filter(|s| host.as_deref() == Some(format!("{}-{}", s.os, s.arch).as_str()))
-    {
+    for binary in crate::runtime::host_services(&manifest) {
         let template =
             read_json::<ServiceTemplate>(&home.services().join(format!("{}.json", binary.name)));
         let config = crate::config::stored_service(home, &binary.name);
