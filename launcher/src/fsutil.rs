@@ -110,6 +110,21 @@ pub fn remove_stale_temporaries(dir: &Path) -> usize {
         .count()
 }
 
+/// The sha256 (lowercase hex) and length of everything `reader` gives, read through `buf`.
+pub fn sha256_of(reader: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(buf)?;
+        if n == 0 {
+            return Ok((hex::encode(hasher.finalize()), size));
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+}
+
 /// fsyncs a folder so renames inside it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]

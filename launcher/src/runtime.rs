@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use kojibox_kbx::digest::{PayloadEntry, payload_digest};
@@ -11,7 +11,6 @@ use kojibox_kbx::read::Signed;
 use kojibox_manifests::bundle::{BundleIndex, EntryKind};
 use kojibox_manifests::model::{RuntimeManifest, ServiceBinary};
 use kojibox_signing::{Signature, TrustStore};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::fsutil::read_json;
@@ -85,20 +84,14 @@ pub fn scan_payload(root: &Path) -> Result<Vec<PayloadEntry>> {
             kojibox_kbx::write::InputKind::File { source, .. } => {
                 let mut file = File::open(&source).map_err(Error::io("read", &source))?;
                 let meta = file.metadata().map_err(Error::io("read", &source))?;
-                let mut hasher = Sha256::new();
-                loop {
-                    let n = file.read(&mut buf).map_err(Error::io("read", &source))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                }
+                let (content, _) = crate::fsutil::sha256_of(&mut file, &mut buf)
+                    .map_err(Error::io("read", &source))?;
                 out.push(PayloadEntry {
                     path: entry.rel,
                     kind: EntryKind::File,
                     mode: file_mode(&meta),
                     size: meta.len(),
-                    content: hex::encode(hasher.finalize()),
+                    content,
                 });
             }
             kojibox_kbx::write::InputKind::Symlink { target } => {

@@ -40,7 +40,6 @@ use kojibox_manifests::channel::{ChannelIndex, MAX_CHANNEL_FILE, SignedChannel};
 use kojibox_manifests::event::{Event, UpdateAvailable};
 use kojibox_manifests::model::{RuntimeManifest, ServiceStatus, UpdateChannel};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::error::{Error, Result};
 use crate::fsutil::{read_json, write_json};
@@ -390,18 +389,7 @@ fn finish(part: &Path, done: &Path, index: &ChannelIndex) -> std::result::Result
 
 fn hash(path: &Path) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).map_err(Error::io("open", path))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(Error::io("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
+    crate::fsutil::sha256_of(&mut file, &mut vec![0u8; 1 << 20]).map_err(Error::io("read", path))
 }
 
 /// `app/state/update/journal.json`: an update in progress, with the manifest to go back to.
