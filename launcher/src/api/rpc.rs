@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::AppState;
 use super::guard::{MAX_BODY, envelope, refuse, too_large};
 use crate::error::{Error, Result};
-use crate::task::blocking;
+use crate::task::{blocking, detached};
 
 /// The handler.
 pub async fn rpc(State(state): State<Arc<AppState>>, body: Body) -> Response {
@@ -197,11 +197,10 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
         Request::UpdaterApply(p) => {
             // Its own task: a client that goes away does not cut an update in half.
             let (sup, emit) = (Arc::clone(sup), emitter(state));
-            let applied = tokio::spawn(async move {
+            let applied = detached(async move {
                 crate::updater::apply(&home, &p.version, Some(&sup), &emit).await
             })
-            .await
-            .map_err(|e| Error::invalid("Internal failure", e.to_string()))??;
+            .await?;
             if applied.self_updated {
                 restart_soon(state);
             }
@@ -210,11 +209,8 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
         Request::UpdaterRollback(_) => {
             let (sup, emit) = (Arc::clone(sup), emitter(state));
             let rolled =
-                tokio::spawn(
-                    async move { crate::updater::rollback(&home, Some(&sup), &emit).await },
-                )
-                .await
-                .map_err(|e| Error::invalid("Internal failure", e.to_string()))??;
+                detached(async move { crate::updater::rollback(&home, Some(&sup), &emit).await })
+                    .await?;
             if rolled.self_updated {
                 restart_soon(state);
             }
