@@ -115,7 +115,6 @@ pub fn set_service(home: &Home, config: &ServiceConfig) -> Result<()> {
     let id = config.id.as_str();
     check_id("id", id)?;
     let (binary, template) = installed(home, id)?;
-    let mut seen = BTreeMap::new();
     for (name, &port) in &config.ports {
         if !binary.default_ports.iter().any(|p| &p.name == name) {
             let known: Vec<&str> = binary
@@ -139,12 +138,6 @@ pub fn set_service(home: &Home, config: &ServiceConfig) -> Result<()> {
             return Err(invalid(
                 &format!("ports.{name}"),
                 "0 is not a port: use 1 to 65535",
-            ));
-        }
-        if let Some(other) = seen.insert(port, name) {
-            return Err(invalid(
-                &format!("ports.{name}"),
-                format!("port {port} is also given to `{other}`"),
             ));
         }
     }
@@ -193,7 +186,8 @@ pub fn set_service(home: &Home, config: &ServiceConfig) -> Result<()> {
                 .remove(&crate::ports::key(id, index, &def.name));
         }
     }
-    // The service's ports as they will be: no two may be the same.
+    // The service's ports as they will be (configured, else the registry's): no two may be the
+    // same, whether both are in this request or one is already given.
     let mut taken: BTreeMap<u16, &str> = BTreeMap::new();
     for (index, def) in binary.default_ports.iter().enumerate() {
         let port = config.ports.get(&def.name).copied().or_else(|| {
