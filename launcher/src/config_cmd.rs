@@ -473,11 +473,7 @@ pub fn secrets(home: &Home, command: SecretsCommand) -> Result<ExitCode> {
                 println!("removed the passphrase: the store's key is in a 0600 key file again");
             } else {
                 let first = if stdin {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("could not read the passphrase from standard input")?;
-                    SecretValue::new(line.trim_end_matches(['\n', '\r']).to_owned())
+                    passphrase_from_stdin()?
                 } else {
                     let first = prompt("new passphrase: ")?;
                     let again = prompt("again: ")?;
@@ -523,6 +519,17 @@ pub fn passphrase_for(home: &Home) -> Result<Option<SecretValue>> {
         return Ok(Some(prompt("passphrase of the secret store: ")?));
     }
     Ok(None)
+}
+
+/// A passphrase from the first line of standard input (its line ending removed).
+pub fn passphrase_from_stdin() -> Result<SecretValue> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("could not read the passphrase from standard input")?;
+    Ok(SecretValue::new(
+        line.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 fn prompt(label: &str) -> Result<SecretValue> {

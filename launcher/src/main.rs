@@ -234,10 +234,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             passphrase_stdin,
         } => {
             let passphrase = if passphrase_stdin {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line)?;
-                let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                Some(launcher::secrets::SecretValue::new(line))
+                Some(config_cmd::passphrase_from_stdin()?)
             } else {
                 config_cmd::passphrase_for(&home)?
             };
