@@ -24,6 +24,8 @@
 //! learns of a failure before it may use anything.
 
 pub mod digest;
+mod frame;
+mod index;
 pub mod paths;
 pub mod read;
 pub mod write;

@@ -16,11 +16,14 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use kojibox_manifests::bundle::{EntryKind, FrameDigest, INDEX_PATH, IndexEntry, SIGNATURE_PATH};
+use kojibox_manifests::bundle::{EntryKind, FrameDigest, IndexEntry};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::digest::{payload_digest, payload_entries};
+pub use crate::frame::{
+    MAX_BLOCK, RAW_FRAME_DESCRIPTOR, ZSTD_MAGIC, header_frame, raw_frame, raw_member,
+};
 use crate::paths::check_relative;
 
 /// One payload to pack: its home-relative root and its entries.
@@ -342,65 +345,6 @@ pub fn partial_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
-/// The index frame: a zstd frame of raw blocks holding the index and signature members. Its bytes
-/// are a pure function of the two members and the mtime, so a reader can insist on exactly them.
-pub fn header_frame(index_bytes: &[u8], signature: &str, mtime: u64) -> Vec<u8> {
-    let mut content = raw_member(INDEX_PATH, index_bytes, mtime);
-    content.extend(raw_member(SIGNATURE_PATH, signature.as_bytes(), mtime));
-    raw_frame(&content)
-}
-
-/// Largest raw block of a frame (the zstd format's block size limit).
-pub const MAX_BLOCK: usize = 128 << 10;
-
-/// A zstd frame storing `content` in raw blocks: magic, a single-segment frame header with an
-/// 8-byte content size, then blocks of at most [`MAX_BLOCK`] bytes; no checksum (the content is
-/// signed).
-pub fn raw_frame(content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 16 + 3 * (content.len() / MAX_BLOCK + 1));
-    out.extend_from_slice(&ZSTD_MAGIC.to_le_bytes());
-    out.push(RAW_FRAME_DESCRIPTOR);
-    out.extend_from_slice(&(content.len() as u64).to_le_bytes());
-    let mut blocks = content.chunks(MAX_BLOCK).peekable();
-    if blocks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0]);
-    }
-    while let Some(block) = blocks.next() {
-        let last = u32::from(blocks.peek().is_none());
-        let header = last | ((block.len() as u32) << 3);
-        out.extend_from_slice(&header.to_le_bytes()[..3]);
-        out.extend_from_slice(block);
-    }
-    out
-}
-
-/// The zstd frame magic number.
-pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
-/// Frame header descriptor of [`raw_frame`]: 8-byte content size, single segment, no checksum,
-/// no dictionary.
-pub const RAW_FRAME_DESCRIPTOR: u8 = 0b1110_0000;
-
-/// One tar member (header, data, padding) without the end-of-archive marker, so the payload
-/// frame's tar continues the same archive.
-pub fn raw_member(path: &str, data: &[u8], mtime: u64) -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
-    // Both member names are short constants; set_path cannot fail on them.
-    header
-        .set_path(path)
-        .expect("member path fits a tar header");
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(0o644);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(mtime);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
-    let mut out = header.as_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
-    out
-}
-
 /// Entries of a payload folder on disk, for packing: files, and symlinks that stay inside.
 /// Folders are implied; anything else (a device, a FIFO, a socket) is an error.
 pub fn walk_payload(root: &Path) -> Result<Vec<InputEntry>, Error> {
@@ -593,7 +537,7 @@ pub fn build(
         payload_frame: packed.frame_digest.clone(),
     };
     // Check what every reader will check, so a bad bundle fails here and not on a user's machine.
-    crate::read::validate_index(&index)?;
+    crate::index::validate_index(&index)?;
     let mut index_bytes = serde_json::to_vec_pretty(&index)
         .map_err(|e| Error::InvalidIndex(format!("could not serialize the index: {e}")))?;
     index_bytes.push(b'\n');

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use zeroize::Zeroizing;
 
-use crate::error::excerpt;
+use crate::text::excerpt;
 use crate::{Error, KeyId, KeyKind, Result};
 
 /// First line of a secret key file.

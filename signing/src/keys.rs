@@ -1,4 +1,4 @@
-//! Key types: [`KeyId`], [`SecretKey`], [`PublicKey`], and making new key pairs.
+//! Key types: [`SecretKey`], [`PublicKey`], and making new key pairs ([`KeyId`] is parsed here).
 //!
 //! The types wrap ed25519-dalek's keys and carry their key id, computed once. A [`SecretKey`]
 //! wipes its seed on drop (ed25519-dalek's `zeroize` feature) and never formats it.
@@ -12,45 +12,12 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{SECRET_KEY_LENGTH, Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::excerpt;
+use crate::key_id::KeyId;
 use crate::keyfile;
+use crate::text::excerpt;
 use crate::{Error, KeyKind, Result, Signature};
-
-/// Short identifier of a public key: the first 8 bytes of SHA-256 over the 32 public key bytes,
-/// shown as 16 lowercase hex characters.
-///
-/// It names a key (in signatures, file names, messages); it never stands in for the key when
-/// verifying.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId([u8; 8]);
-
-impl KeyId {
-    /// Length of a key id's text form.
-    pub const HEX_LEN: usize = 16;
-
-    /// The key id of raw Ed25519 public key bytes.
-    pub fn of_public_key_bytes(bytes: &[u8; 32]) -> Self {
-        let digest = Sha256::digest(bytes);
-        let mut id = [0; 8];
-        id.copy_from_slice(&digest[..8]);
-        KeyId(id)
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({self})")
-    }
-}
 
 impl FromStr for KeyId {
     type Err = Error;
@@ -58,16 +25,7 @@ impl FromStr for KeyId {
     /// Parses exactly 16 lowercase hex characters: the one spelling [`KeyId`]'s `Display` gives,
     /// so that a key id names one file and one string only.
     fn from_str(s: &str) -> Result<Self> {
-        let malformed = || Error::MalformedKeyId { input: excerpt(s) };
-        let canonical = s.len() == Self::HEX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !canonical {
-            return Err(malformed());
-        }
-        let mut id = [0; 8];
-        hex::decode_to_slice(s, &mut id).map_err(|_| malformed())?;
-        Ok(KeyId(id))
+        KeyId::from_canonical_hex(s).ok_or_else(|| Error::MalformedKeyId { input: excerpt(s) })
     }
 }
 
@@ -284,6 +242,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     #[test]
     fn key_id_is_the_sha256_prefix_of_the_public_key() {

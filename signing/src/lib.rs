@@ -50,13 +50,16 @@
 #![deny(missing_docs)]
 
 mod error;
+mod key_id;
 mod keyfile;
 mod keys;
 mod signature;
+mod text;
 mod trust;
 
 pub use error::{Error, KeyKind, SignatureProblem};
-pub use keys::{KeyId, PublicKey, SecretKey, generate, try_generate, write_keypair};
+pub use key_id::KeyId;
+pub use keys::{PublicKey, SecretKey, generate, try_generate, write_keypair};
 pub use signature::Signature;
 pub use trust::TrustStore;
 

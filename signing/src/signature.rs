@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::SIGNATURE_LENGTH;
 
-use crate::error::excerpt;
+use crate::text::excerpt;
 use crate::{Error, KeyId, Result, SignatureProblem};
 
 /// An Ed25519 signature together with the id of the key that made it.

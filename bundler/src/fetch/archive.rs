@@ -21,8 +21,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::FetchError;
 use super::cache::{Cache, payload_mode, set_mode};
+use super::error::FetchError;
 
 /// Archive formats recognised by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tempfile::{NamedTempFile, TempDir};
 
-use super::FetchError;
+use super::error::FetchError;
 
 /// The cache root and its layout (see the module docs of `fetch`).
 #[derive(Debug)]

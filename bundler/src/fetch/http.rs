@@ -24,7 +24,8 @@ use tempfile::NamedTempFile;
 
 use super::archive::Artifact;
 use super::cache::Cache;
-use super::{FetchError, HttpOptions};
+use super::context::HttpOptions;
+use super::error::FetchError;
 
 /// The payload folder of a url source and whether it came from the cache alone.
 pub(crate) fn resolve(

@@ -22,7 +22,8 @@ use tempfile::NamedTempFile;
 
 use super::archive::Artifact;
 use super::cache::Cache;
-use super::{FetchContext, FetchError};
+use super::context::FetchContext;
+use super::error::FetchError;
 
 /// npm tarballs are gzipped tars whatever the registry calls them.
 const TARBALL_NAME: &str = "package.tgz";

@@ -13,7 +13,8 @@ use indicatif::ProgressBar;
 
 use super::archive::Artifact;
 use super::cache::{Cache, sha256_hex};
-use super::{FetchContext, FetchError};
+use super::context::FetchContext;
+use super::error::FetchError;
 
 /// The payload folder and, for a file, its sha256.
 pub(crate) fn resolve(
