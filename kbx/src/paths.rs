@@ -67,10 +67,7 @@ pub fn resolve_link(link: &str, target: &str) -> Option<String> {
     }
 }
 
-/// The payload folder of a service target: `runtime/bin/<name>/<version>/<os>-<arch>`.
-pub fn payload_root(name: &str, version: &str, os: &str, arch: &str) -> String {
-    format!("runtime/bin/{name}/{version}/{os}-{arch}")
-}
+pub use kojibox_manifests::bundle::payload_root;
 
 /// This machine's target in the bundle's terms (`linux-x64`), when it is one bundles know.
 pub fn host_target() -> Option<String> {

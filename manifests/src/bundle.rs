@@ -33,6 +33,16 @@ pub const SIGNATURE_PATH: &str = "kojibox/index.sig";
 /// The index format this build writes and reads.
 pub const FORMAT: u32 = 1;
 
+/// The payload name of kojibox itself: a bundle may carry the launcher for each target under this
+/// name (`runtime/bin/kojibox/<version>/<os>-<arch>/kojibox`), for a self-update. It is never a
+/// supervised service.
+pub const LAUNCHER_PAYLOAD: &str = "kojibox";
+
+/// The home-relative payload folder of a service target: `runtime/bin/<name>/<version>/<os>-<arch>`.
+pub fn payload_root(name: &str, version: &str, os: &str, arch: &str) -> String {
+    format!("runtime/bin/{name}/{version}/{os}-{arch}")
+}
+
 /// The signed table of contents of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

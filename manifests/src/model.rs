@@ -51,6 +51,23 @@ pub struct ServiceBinary {
     pub args: Vec<String>,
 }
 
+impl ServiceBinary {
+    /// The target it is for: `<os>-<arch>` (`linux-x64`).
+    pub fn target(&self) -> String {
+        format!("{}-{}", self.os, self.arch)
+    }
+
+    /// How messages name it: `<name> <version> <os>-<arch>` (`postgres 16.14 linux-x64`).
+    pub fn label(&self) -> String {
+        format!("{} {} {}-{}", self.name, self.version, self.os, self.arch)
+    }
+
+    /// Its home-relative payload folder (`runtime/bin/<name>/<version>/<os>-<arch>`).
+    pub fn payload_root(&self) -> String {
+        crate::bundle::payload_root(&self.name, &self.version, &self.os, &self.arch)
+    }
+}
+
 /// A named port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -180,6 +197,19 @@ pub enum ServiceStatus {
     Error,
 }
 
+impl ServiceStatus {
+    /// The wire name (`running`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Stopped => "stopped",
+            ServiceStatus::Starting => "starting",
+            ServiceStatus::Running => "running",
+            ServiceStatus::Stopping => "stopping",
+            ServiceStatus::Error => "error",
+        }
+    }
+}
+
 /// One line of a service's output, or a launcher message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -212,6 +242,18 @@ pub enum LogLevel {
     Error,
 }
 
+impl LogLevel {
+    /// The wire name (`warn`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
 /// Application-wide settings (`app/config/app.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -232,6 +274,16 @@ pub enum UpdateChannel {
     Stable,
     /// Pre-releases.
     Beta,
+}
+
+impl UpdateChannel {
+    /// The wire name (`stable`), also the channel file's name in an update repository.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateChannel::Stable => "stable",
+            UpdateChannel::Beta => "beta",
+        }
+    }
 }
 
 /// The user's settings for one service (`app/config/services/<id>.json`).
@@ -298,8 +350,10 @@ pub struct SecretRef {
     pub scope: SecretScope,
 }
 
-/// Secret scopes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+/// Secret scopes, ordered as they are listed (app, project, service).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretScope {
     /// Application-wide.
@@ -308,6 +362,17 @@ pub enum SecretScope {
     Project,
     /// One service's.
     Service,
+}
+
+impl SecretScope {
+    /// The wire name (`app`), also the scope's prefix in `${secret.<scope>.<key>}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretScope::App => "app",
+            SecretScope::Project => "project",
+            SecretScope::Service => "service",
+        }
+    }
 }
 
 /// A local domain routed to a project.

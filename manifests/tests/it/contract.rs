@@ -264,3 +264,60 @@ mod erased {
         }
     }
 }
+
+/// `as_str()` spells every enum value as serde puts it on the wire, and the payload helpers of
+/// `ServiceBinary` agree with the bundle format.
+#[test]
+fn as_str_is_the_wire_name_and_payload_paths_follow_the_bundle_format() {
+    fn wire<T: Serialize>(value: T) -> String {
+        serde_json::to_value(value)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+    use ServiceStatus::*;
+    for s in [Stopped, Starting, Running, Stopping, Error] {
+        assert_eq!(s.as_str(), wire(s));
+    }
+    for l in [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ] {
+        assert_eq!(l.as_str(), wire(l));
+    }
+    for c in [UpdateChannel::Stable, UpdateChannel::Beta] {
+        assert_eq!(c.as_str(), wire(c));
+    }
+    let scopes = [SecretScope::Service, SecretScope::App, SecretScope::Project];
+    for s in scopes {
+        assert_eq!(s.as_str(), wire(s));
+    }
+    let mut sorted = scopes;
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [SecretScope::App, SecretScope::Project, SecretScope::Service]
+    );
+
+    let binary = ServiceBinary {
+        name: "postgres".into(),
+        version: "16.14".into(),
+        os: "linux".into(),
+        arch: "x64".into(),
+        checksum: String::new(),
+        size: 0,
+        bin_path: String::new(),
+        default_ports: vec![],
+        env: Default::default(),
+        args: vec![],
+    };
+    assert_eq!(binary.target(), "linux-x64");
+    assert_eq!(binary.label(), "postgres 16.14 linux-x64");
+    assert_eq!(
+        binary.payload_root(),
+        "runtime/bin/postgres/16.14/linux-x64"
+    );
+}
