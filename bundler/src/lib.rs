@@ -116,12 +116,10 @@ pub fn describe(recipe: &Recipe) -> String {
 /// Verifies a bundle completely against one public key: the signature, then every member.
 pub fn verify_bundle(bundle: &Path, key: &kojibox_signing::PublicKey) -> Result<Signed, Error> {
     let file = open_bundle(bundle)?;
-    Ok(kojibox_kbx::read::read_verified(
+    Ok(kojibox_kbx::read::verify(
         BufReader::with_capacity(1 << 20, file),
         Trust::key(key),
         &Limits::default(),
-        |_| Ok(()),
-        |_, _| Ok(()),
     )?)
 }
 

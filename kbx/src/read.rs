@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::ops::ControlFlow;
 
 use kojibox_manifests::bundle::{BundleIndex, EntryKind, INDEX_PATH, IndexEntry, SIGNATURE_PATH};
 use kojibox_signing::{PublicKey, Signature, TrustStore};
@@ -92,6 +93,12 @@ pub struct Signed {
 }
 
 impl Signed {
+    /// The signature, parsed (it parsed when the index was verified; a stored index read back
+    /// from disk may not).
+    pub fn parsed_signature(&self) -> Result<Signature, kojibox_signing::Error> {
+        self.signature.trim().parse()
+    }
+
     /// The manifest as installed: with the signature filled in.
     pub fn installed_manifest(&self) -> kojibox_manifests::model::RuntimeManifest {
         let mut manifest = self.index.manifest.clone();
@@ -110,16 +117,60 @@ pub fn read_index_unverified(
     Ok((parse_index(&header.index)?, header.signature))
 }
 
-/// Reads and verifies a whole bundle, calling `on_index` once the index is verified (it may
-/// refuse, e.g. an older version) and `on_member` for each payload member with a reader of its
-/// bytes (`None` for a symlink). Returns the verified index when every member checked out.
-pub fn read_verified(
+/// What a consumer of [`read_verified`] does with what it is shown: the verified index first,
+/// then each payload member in index order.
+pub trait Visit {
+    /// Why the consumer stopped the read early: its own verdict (an install that finds the bundle
+    /// already installed, or refuses it), never a bundle error.
+    type Stop;
+
+    /// The index, once its signature verified and it checked out. `Break` stops the read there:
+    /// no payload byte is read.
+    fn index(&mut self, signed: &Signed) -> ControlFlow<Self::Stop>;
+
+    /// One payload member, with a reader of its bytes (`None` for a symlink). The bytes are
+    /// hashed as they are read (what the consumer leaves unread is read and hashed after it), and
+    /// are untrusted until [`read_verified`] returns.
+    fn member(&mut self, entry: &IndexEntry, data: Option<&mut dyn Read>) -> io::Result<()>;
+}
+
+/// A [`Visit`] that reads everything and keeps nothing: `verify`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Discard;
+
+impl Visit for Discard {
+    type Stop = std::convert::Infallible;
+
+    fn index(&mut self, _: &Signed) -> ControlFlow<Self::Stop> {
+        ControlFlow::Continue(())
+    }
+
+    fn member(&mut self, _: &IndexEntry, _: Option<&mut dyn Read>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Verifies a whole bundle and keeps nothing but its verified index.
+pub fn verify(
+    reader: impl Read + Send,
+    trust: Trust<'_>,
+    limits: &Limits,
+) -> Result<Signed, Error> {
+    match read_verified(reader, trust, limits, &mut Discard)? {
+        ControlFlow::Continue(signed) => Ok(signed),
+        ControlFlow::Break(never) => match never {},
+    }
+}
+
+/// Reads and verifies a whole bundle, showing `visitor` the index once it is verified and then
+/// each payload member. Returns `Continue` with the verified index when every member checked out,
+/// or `Break` with the visitor's reason when it stopped the read at the index.
+pub fn read_verified<V: Visit>(
     mut reader: impl Read + Send,
     trust: Trust<'_>,
     limits: &Limits,
-    on_index: impl FnOnce(&Signed) -> Result<(), Error>,
-    mut on_member: impl FnMut(&IndexEntry, Option<&mut dyn Read>) -> io::Result<()>,
-) -> Result<Signed, Error> {
+    visitor: &mut V,
+) -> Result<ControlFlow<V::Stop, Signed>, Error> {
     let header = read_header_frame(&mut reader, limits)?;
     let signature: Signature = header.signature.trim().parse()?;
     trust.verify(&header.index, &signature)?;
@@ -130,7 +181,9 @@ pub fn read_verified(
         signature: header.signature.trim().to_owned(),
         index_bytes: header.index,
     };
-    on_index(&signed)?;
+    if let ControlFlow::Break(stop) = visitor.index(&signed) {
+        return Ok(ControlFlow::Break(stop));
+    }
 
     // The payload frame is decompressed (and its compressed bytes hashed) on a second thread,
     // so decompression overlaps the hashing and writing of members on this one.
@@ -169,7 +222,7 @@ pub fn read_verified(
                     if std::mem::replace(&mut seen[position], true) {
                         return Err(Error::member(path, "duplicate entry"));
                     }
-                    check_member(&mut member, &signed.index.files[position], &mut on_member)?;
+                    check_member(&mut member, &signed.index.files[position], visitor)?;
                 }
                 if let Some(position) = seen.iter().position(|s| !s) {
                     return Err(Error::Missing {
@@ -207,7 +260,7 @@ pub fn read_verified(
         }
         Ok(())
     })?;
-    Ok(signed)
+    Ok(ControlFlow::Continue(signed))
 }
 
 /// Decompresses everything `reader` has left into chunks sent over `tx`, hashing the
@@ -381,10 +434,10 @@ fn parse_index(bytes: &[u8]) -> Result<BundleIndex, Error> {
     kojibox_manifests::from_json_slice(bytes).map_err(|e| Error::InvalidIndex(e.to_string()))
 }
 
-fn check_member<R: Read>(
+fn check_member<R: Read, V: Visit>(
     member: &mut tar::Entry<'_, R>,
     expected: &IndexEntry,
-    on_member: &mut impl FnMut(&IndexEntry, Option<&mut dyn Read>) -> io::Result<()>,
+    visitor: &mut V,
 ) -> Result<(), Error> {
     let path = expected.path.as_str();
     let entry_type = member.header().entry_type();
@@ -431,7 +484,8 @@ fn check_member<R: Read>(
                     "symlink target differs from the signed one",
                 ));
             }
-            on_member(expected, None)
+            visitor
+                .member(expected, None)
                 .map_err(|e| Error::member(path, format!("could not write: {e}")))?;
         }
         EntryKind::File => {
@@ -440,7 +494,9 @@ fn check_member<R: Read>(
                 hasher: Sha256::new(),
                 count: 0,
             };
-            on_member(expected, Some(&mut reader)).map_err(|e| consumer_error(path, e))?;
+            visitor
+                .member(expected, Some(&mut reader))
+                .map_err(|e| consumer_error(path, e))?;
             io::copy(&mut reader, &mut io::sink()).map_err(stream_error)?;
             if reader.count != size {
                 return Err(Error::Truncated(format!("{path} is cut short")));

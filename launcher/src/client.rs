@@ -4,15 +4,13 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
+use kojibox_home::Home;
+use kojibox_home::endpoint::{self, Endpoint};
 use kojibox_manifests::api::Method;
+use kojibox_manifests::error::ErrorCode;
 use kojibox_manifests::event::{Event, EventEnvelope};
 use kojibox_manifests::{ApiError, Response};
 use serde_json::Value;
-
-use crate::api::Endpoint;
-use crate::error::{Error, Result};
-use crate::fsutil::read_json;
-use crate::home::Home;
 
 /// A connection to a running daemon.
 pub struct Client {
@@ -21,28 +19,56 @@ pub struct Client {
     http: reqwest::blocking::Client,
 }
 
-/// A call that failed: the daemon's error envelope, or no answer at all.
+/// What can go wrong talking to a daemon.
 #[derive(Debug, thiserror::Error)]
-pub enum CallError {
+pub enum ClientError {
+    /// No daemon runs for the home (or a dead one left its files behind).
+    #[error("{detail}")]
+    NoDaemon {
+        /// Why, and how to start one.
+        detail: String,
+    },
+    /// The daemon could not be reached, or the connection broke.
+    #[error("{what}: {source}")]
+    Transport {
+        /// What was being done ("The daemon did not answer").
+        what: &'static str,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The daemon answered something that is not the contract's.
+    #[error("{what}: {detail}")]
+    BadAnswer {
+        /// What was expected.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
     /// The daemon answered with an error envelope.
     #[error("{}: {}", .0.code, .0.detail)]
     Api(ApiError),
-    /// The daemon could not be reached or answered nonsense.
+    /// The home's endpoint files could not be read.
     #[error(transparent)]
-    Transport(#[from] Error),
+    Home(#[from] kojibox_home::Error),
+}
+
+impl ClientError {
+    /// Whether the daemon said the named object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api(e) if e.code == ErrorCode::NotFound)
+    }
 }
 
 impl Client {
     /// Connects to the daemon of `home`, or says clearly that none runs.
-    pub fn connect(home: &Home) -> Result<Client> {
-        let no_daemon = |why: &str| Error::NotFound {
+    pub fn connect(home: &Home) -> Result<Client, ClientError> {
+        let no_daemon = |why: &str| ClientError::NoDaemon {
             detail: format!(
                 "no kojibox daemon runs for {} ({why}): start one with `kojibox up` or `kojibox serve`",
                 home.root().display()
             ),
         };
-        let endpoint: Endpoint = read_json(&home.state().join("api.json"))?
-            .ok_or_else(|| no_daemon("no app/state/api.json"))?;
+        let endpoint = endpoint::read(home)?.ok_or_else(|| no_daemon("no app/state/api.json"))?;
         // A daemon killed without cleanup leaves api.json behind, and another program may have
         // its port since: never send the token (or a secret) anywhere but to a live daemon.
         if !kojibox_proc::is_alive(endpoint.pid) {
@@ -51,16 +77,19 @@ impl Client {
                 endpoint.pid
             )));
         }
-        let token = std::fs::read_to_string(home.state().join("api-token"))
-            .map_err(|_| no_daemon("no app/state/api-token"))?;
+        let token =
+            endpoint::read_token(home).ok_or_else(|| no_daemon("no app/state/api-token"))?;
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(None)
             .build()
-            .map_err(|e| Error::invalid("Could not start the HTTP client", e.to_string()))?;
+            .map_err(|source| ClientError::Transport {
+                what: "Could not start the HTTP client",
+                source,
+            })?;
         let client = Client {
             endpoint,
-            token: token.trim().to_owned(),
+            token,
             http,
         };
         // A daemon killed without cleanup leaves api.json behind: make sure someone answers.
@@ -74,11 +103,13 @@ impl Client {
         Ok(client)
     }
 
-    fn address(&self) -> Result<std::net::SocketAddr> {
+    fn address(&self) -> Result<std::net::SocketAddr, ClientError> {
         let host = self.endpoint.url.trim_start_matches("http://");
-        host.parse().map_err(|_| Error::Corrupt {
-            path: "app/state/api.json".into(),
-            detail: format!("url `{}` is not http://ADDRESS:PORT", self.endpoint.url),
+        host.parse().map_err(|_| {
+            ClientError::Home(kojibox_home::Error::Corrupt {
+                path: "app/state/api.json".into(),
+                detail: format!("url `{}` is not http://ADDRESS:PORT", self.endpoint.url),
+            })
         })
     }
 
@@ -93,7 +124,7 @@ impl Client {
     }
 
     /// Calls `method` with raw params and returns the whole envelope.
-    pub fn call_raw(&self, method: &str, params: Value) -> Result<Value> {
+    pub fn call_raw(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let body = serde_json::json!({ "method": method, "params": params });
         let response = self
             .http
@@ -101,20 +132,29 @@ impl Client {
             .bearer_auth(&self.token)
             .json(&body)
             .send()
-            .map_err(|e| Error::invalid("The daemon did not answer", e.to_string()))?;
-        response
-            .json()
-            .map_err(|e| Error::invalid("The daemon's answer is not JSON", e.to_string()))
+            .map_err(|source| ClientError::Transport {
+                what: "The daemon did not answer",
+                source,
+            })?;
+        response.json().map_err(|source| ClientError::Transport {
+            what: "The daemon's answer is not JSON",
+            source,
+        })
     }
 
     /// Calls a method with typed params and result.
-    pub fn call<M: Method>(&self, params: &M::Params) -> std::result::Result<M::Output, CallError> {
-        let params = serde_json::to_value(params)
-            .map_err(|e| Error::invalid("Could not encode params", e.to_string()))?;
+    pub fn call<M: Method>(&self, params: &M::Params) -> Result<M::Output, ClientError> {
+        let params = serde_json::to_value(params).map_err(|e| ClientError::BadAnswer {
+            what: "Could not encode params",
+            detail: e.to_string(),
+        })?;
         let envelope = self.call_raw(M::NAME, params)?;
-        let response: Response<M::Output> = serde_json::from_value(envelope)
-            .map_err(|e| Error::invalid("Unexpected answer", format!("{}: {e}", M::NAME)))?;
-        response.into_result().map_err(CallError::Api)
+        let response: Response<M::Output> =
+            serde_json::from_value(envelope).map_err(|e| ClientError::BadAnswer {
+                what: "Unexpected answer",
+                detail: format!("{}: {e}", M::NAME),
+            })?;
+        response.into_result().map_err(ClientError::Api)
     }
 
     /// Opens the event stream (after `last_id`, when given) and hands each event to `each`
@@ -123,7 +163,7 @@ impl Client {
         &self,
         last_id: Option<u64>,
         mut each: impl FnMut(EventEnvelope) -> bool,
-    ) -> Result<()> {
+    ) -> Result<(), ClientError> {
         let mut request = self
             .http
             .get(format!("{}/events", self.endpoint.url))
@@ -131,18 +171,22 @@ impl Client {
         if let Some(id) = last_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
-        let response = request
-            .send()
-            .map_err(|e| Error::invalid("The daemon did not answer", e.to_string()))?;
+        let response = request.send().map_err(|source| ClientError::Transport {
+            what: "The daemon did not answer",
+            source,
+        })?;
         if !response.status().is_success() {
-            return Err(Error::invalid(
-                "The event stream was refused",
-                response.status().to_string(),
-            ));
+            return Err(ClientError::BadAnswer {
+                what: "The event stream was refused",
+                detail: response.status().to_string(),
+            });
         }
         let (mut id, mut name, mut data) = (None::<u64>, String::new(), String::new());
         for line in BufReader::new(response).lines() {
-            let line = line.map_err(|e| Error::invalid("The event stream broke", e.to_string()))?;
+            let line = line.map_err(|e| ClientError::BadAnswer {
+                what: "The event stream broke",
+                detail: e.to_string(),
+            })?;
             if line.is_empty() {
                 if let (Some(event_id), false) = (id, name.is_empty())
                     && let Ok(payload) = serde_json::from_str::<Value>(&data)

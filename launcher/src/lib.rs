@@ -1,29 +1,33 @@
-//! `kojibox` as a library: the home, the installer, the installed runtime, the supervisor and
-//! the daemon.
+//! `kojibox` as a library: the composition root over the workspace's crates. It wires them into
+//! the daemon and the API, and owns what faces the user's programs: the HTTP server, the event
+//! stream, the CLI's client. It holds no domain rules of its own.
 //!
-//! The binary (`src/main.rs`) parses arguments and calls in here, so tests drive the same code.
-#![deny(missing_docs)]
+//! - [`daemon`]: [`daemon::Daemon::start`] (a daemon in-process, on any port) and
+//!   [`daemon::serve`] (`kojibox serve`);
+//! - [`api`]: `POST /rpc`, `GET /events`, the guard in front of them;
+//! - [`local`]: `config.*` and `secrets.*`, served the same way with or without a daemon;
+//! - [`client`]: the CLI's side of the API;
+//! - [`error`]: every crate's error in one enum, each knowing its contract code.
+//!
+//! The modules of the crates this one is made of are re-exported here at the paths they had
+//! when they were the launcher's own (`launcher::install`, `launcher::supervisor`, …).
 
 pub mod api;
 pub mod client;
-pub mod clock;
-pub mod config;
 pub mod daemon;
 pub mod error;
-mod fault;
-pub mod fsutil;
-pub mod home;
-pub mod install;
-pub mod installer;
-pub mod ports;
-pub mod runtime;
-pub mod secrets;
-pub mod settings;
-pub mod supervisor;
-pub mod task;
-pub mod updater;
-pub mod vault;
-pub mod watchdog;
+pub mod local;
 
 pub use error::{Error, Result};
-pub use home::Home;
+pub use kojibox_home::{Home, clock, endpoint, fs as fsutil, settings, task};
+pub use kojibox_runtime::{install, installer, update as updater};
+pub use kojibox_secrets as secrets;
+pub use kojibox_supervisor as supervisor;
+
+/// What is installed: `runtime.getManifest`, `runtime.ensureService`, `kojibox verify`.
+pub mod runtime {
+    pub use kojibox_runtime::installed::*;
+    pub use kojibox_runtime::verify::*;
+}
+
+pub use kojibox_config::{self as config, ports};

@@ -1,18 +1,16 @@
 //! `kojibox`: installs runtime bundles offline, supervises services and serves the API.
+//!
+//! This file parses the command line and dispatches to `cli/`, one file per command family.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod commands;
-mod config_cmd;
-mod update_cmd;
+mod cli;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use launcher::Home;
-use launcher::install::{InstallOptions, install};
+use kojibox_home::Home;
 
 /// Install kojibox runtime bundles offline and run your local development stack.
 #[derive(Parser)]
@@ -69,16 +67,16 @@ enum Command {
     },
     /// Show or change the app's and the services' settings.
     #[command(subcommand)]
-    Config(config_cmd::ConfigCommand),
+    Config(cli::config::ConfigCommand),
     /// List, show, create or change projects.
     #[command(subcommand)]
-    Projects(config_cmd::ProjectsCommand),
+    Projects(cli::projects::ProjectsCommand),
     /// Store and read secrets (encrypted at rest; `${secret.KEY}` in a service's env or args).
     #[command(subcommand)]
-    Secrets(config_cmd::SecretsCommand),
+    Secrets(cli::secrets::SecretsCommand),
     /// Check for, apply or roll back a signed update (settings `updateSource`).
     #[command(subcommand)]
-    Update(update_cmd::UpdateCommand),
+    Update(cli::update::UpdateCommand),
     /// Re-hash every installed payload against its signed index and report any drift.
     ///
     /// Exits 0 when everything is intact, 1 otherwise.
@@ -159,149 +157,44 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Watchdog = cli.command {
-        launcher::watchdog::run();
+        kojibox_proc::watchdog::run();
         return Ok(ExitCode::SUCCESS);
     }
     let (home, _) = Home::resolve(cli.home.as_deref())?;
+    let json = cli.json;
     match cli.command {
         Command::Install {
             bundle,
             pubkey,
             all_targets,
             allow_downgrade,
-        } => {
-            let options = InstallOptions {
-                pubkey,
-                all_targets,
-                allow_downgrade,
-                defer_watermark: false,
-            };
-            let interactive = std::io::stderr().is_terminal();
-            let bar = if interactive {
-                ProgressBar::new(100)
-            } else {
-                ProgressBar::hidden()
-            };
-            bar.set_style(
-                ProgressStyle::with_template("{msg:<9} {bar:40} {pos:>3}%")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let mut last_phase = String::new();
-            let report = install(&home, &bundle, &options, &mut |p| {
-                bar.set_message(p.phase.clone());
-                bar.set_position(u64::from(p.progress));
-                if !interactive && p.phase != last_phase {
-                    eprintln!("{} {}%", p.phase, p.progress);
-                    last_phase.clone_from(&p.phase);
-                }
-            });
-            bar.finish_and_clear();
-            let report = report?;
-            for line in &report.recovered {
-                eprintln!("note: {line}");
-            }
-            if !report.changed {
-                println!(
-                    "bundle {} is already installed in {}; nothing to do",
-                    report.version,
-                    home.root().display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "installed bundle {} into {} (signed by key {})",
-                report.version,
-                home.root().display(),
-                report.key_id
-            );
-            for label in &report.installed {
-                println!("  + {label}");
-            }
-            for label in &report.kept {
-                println!("  = {label} (already installed)");
-            }
-            if report.pinned {
-                println!(
-                    "pinned key {} in {}: later installs and updates must be signed by a pinned key",
-                    report.key_id,
-                    home.keys().display()
-                );
-            }
-        }
+        } => cli::install::run(&home, bundle, pubkey, all_targets, allow_downgrade),
         Command::Serve {
             up,
             listen,
             passphrase_stdin,
-        } => {
-            let passphrase = if passphrase_stdin {
-                Some(config_cmd::passphrase_from_stdin()?)
-            } else {
-                config_cmd::passphrase_for(&home)?
-            };
-            let options = launcher::daemon::ServeOptions {
-                up,
-                listen,
-                passphrase,
-            };
-            launcher::daemon::serve(&home, &options)?;
-        }
-        Command::Config(command) => return config_cmd::config(&home, command),
-        Command::Projects(command) => return config_cmd::projects(&home, command, cli.json),
-        Command::Secrets(command) => return config_cmd::secrets(&home, command),
-        Command::Update(command) => return update_cmd::update(&home, command, cli.json),
+        } => cli::daemon::serve(&home, up, listen, passphrase_stdin),
+        Command::Config(command) => cli::config::config(&home, command),
+        Command::Projects(command) => cli::projects::projects(&home, command, json),
+        Command::Secrets(command) => cli::secrets::secrets(&home, command),
+        Command::Update(command) => cli::update::update(&home, command, json),
         // Handled before the home is resolved.
-        Command::Watchdog => {}
-        Command::Up => return commands::up(&home, cli.json),
-        Command::Down => return commands::down(&home),
-        Command::Status => return commands::status(&home, cli.json),
+        Command::Watchdog => Ok(ExitCode::SUCCESS),
+        Command::Up => cli::daemon::up(&home, json),
+        Command::Down => cli::daemon::down(&home),
+        Command::Status => cli::service::status(&home, json),
         Command::Start { id, wait } => {
-            return commands::control(&home, commands::Action::Start, &id, wait, cli.json);
+            cli::service::control(&home, cli::service::Action::Start, &id, wait, json)
         }
         Command::Stop { id, wait } => {
-            return commands::control(&home, commands::Action::Stop, &id, wait, cli.json);
+            cli::service::control(&home, cli::service::Action::Stop, &id, wait, json)
         }
         Command::Restart { id, wait } => {
-            return commands::control(&home, commands::Action::Restart, &id, wait, cli.json);
+            cli::service::control(&home, cli::service::Action::Restart, &id, wait, json)
         }
-        Command::Logs { id, lines, follow } => {
-            return commands::logs(&home, &id, lines, follow, cli.json);
-        }
-        Command::Events { filters, since } => return commands::events(&home, &filters, since),
-        Command::Rpc { method, params } => return commands::rpc(&home, &method, params.as_deref()),
-        Command::Verify => {
-            let json = cli.json;
-            for line in launcher::install::recover_if_idle(&home)? {
-                eprintln!("note: {line}");
-            }
-            launcher::runtime::get_manifest(&home)?;
-            let report = launcher::runtime::verify_installed(&home)?;
-            if json {
-                let payloads: Vec<_> = report.payloads.iter().map(|p| serde_json::json!({"payload": p.label, "root": p.root, "intact": p.drift.is_empty(), "drift": p.drift})).collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"clean": report.is_clean(), "payloads": payloads, "problems": report.problems})
-                    )?
-                );
-            } else {
-                for problem in &report.problems {
-                    println!("PROBLEM  {problem}");
-                }
-                for p in &report.payloads {
-                    if p.drift.is_empty() {
-                        println!("ok       {}", p.label);
-                    } else {
-                        println!("DRIFTED  {} ({} difference(s))", p.label, p.drift.len());
-                        for d in &p.drift {
-                            println!("           {d}");
-                        }
-                    }
-                }
-            }
-            if !report.is_clean() {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+        Command::Logs { id, lines, follow } => cli::logs::logs(&home, &id, lines, follow, json),
+        Command::Events { filters, since } => cli::events::events(&home, &filters, since),
+        Command::Rpc { method, params } => cli::rpc::rpc(&home, &method, params.as_deref()),
+        Command::Verify => cli::verify::run(&home, json),
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -38,10 +38,7 @@ pub const FORMAT: u32 = 1;
 /// supervised service.
 pub const LAUNCHER_PAYLOAD: &str = "kojibox";
 
-/// The home-relative payload folder of a service target: `runtime/bin/<name>/<version>/<os>-<arch>`.
-pub fn payload_root(name: &str, version: &str, os: &str, arch: &str) -> String {
-    format!("runtime/bin/{name}/{version}/{os}-{arch}")
-}
+pub use crate::model::payload_root;
 
 /// The signed table of contents of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

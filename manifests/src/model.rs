@@ -64,8 +64,14 @@ impl ServiceBinary {
 
     /// Its home-relative payload folder (`runtime/bin/<name>/<version>/<os>-<arch>`).
     pub fn payload_root(&self) -> String {
-        crate::bundle::payload_root(&self.name, &self.version, &self.os, &self.arch)
+        payload_root(&self.name, &self.version, &self.os, &self.arch)
     }
+}
+
+/// The home-relative payload folder of a service target: `runtime/bin/<name>/<version>/<os>-<arch>`
+/// (the bundle format's layout; [`crate::bundle`] re-exports it).
+pub fn payload_root(name: &str, version: &str, os: &str, arch: &str) -> String {
+    format!("runtime/bin/{name}/{version}/{os}-{arch}")
 }
 
 /// A named port.

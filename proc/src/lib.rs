@@ -10,6 +10,9 @@
 //!   `PR_SET_PDEATHSIG(SIGKILL)` (a credential change would clear it) and check that the parent
 //!   is still the daemon (if it died before the death signal was armed, nothing would fire).
 //!   The death signal belongs to the forking *thread*, hence the dedicated thread.
+//! - **The watchdog** ([`Watchdog`]). A small helper in its own group that the daemon tells each
+//!   service group over a pipe; when the pipe closes without a word (the daemon died, even by
+//!   SIGKILL), it kills every group it still knows, so a service's own children die too.
 //! - **Stopping** ([`terminate_group`]). SIGTERM to the group, wait until none of its processes
 //!   runs (zombies do not count: they hold nothing), SIGKILL after the grace period.
 //! - **Leftovers** ([`record`], [`reap_leftovers`]). The daemon records each service's pid, pgid
@@ -41,6 +44,7 @@ mod ports;
 mod procfs;
 mod spawn;
 mod users;
+pub mod watchdog;
 
 pub use error::Error;
 pub use group::{Signal, Termination, is_alive, process_start_time, signal_group, terminate_group};
@@ -50,3 +54,4 @@ pub use spawn::{SpawnSpec, Spawned, Spawner};
 pub use users::{
     PASSWD, User, check_traversable, chown_tree, current_is_root, lookup_user, lookup_user_in,
 };
+pub use watchdog::Watchdog;

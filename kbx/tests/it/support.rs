@@ -1,10 +1,13 @@
 //! Builds small real bundles for the tests.
 
 use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::ops::ControlFlow;
 use std::path::Path;
 
-use kojibox_kbx::read::{Limits, Signed, Trust};
+use kojibox_kbx::read::{Limits, Signed, Trust, Visit};
 use kojibox_kbx::write::{BundleSpec, PackOptions, PayloadSpec};
+use kojibox_manifests::bundle::IndexEntry;
 use kojibox_manifests::model::ServiceBinary;
 use kojibox_manifests::recipe::ServiceTemplate;
 use kojibox_signing::{PublicKey, SecretKey};
@@ -73,22 +76,26 @@ pub fn read(
     bytes: &[u8],
     key: &PublicKey,
 ) -> Result<(Signed, BTreeMap<String, Vec<u8>>), kojibox_kbx::Error> {
-    let mut seen = BTreeMap::new();
-    let signed = kojibox_kbx::read::read_verified(
-        bytes,
-        Trust::key(key),
-        &Limits::default(),
-        |_| Ok(()),
-        |entry, reader| {
+    struct Collect(BTreeMap<String, Vec<u8>>);
+    impl Visit for Collect {
+        type Stop = std::convert::Infallible;
+        fn index(&mut self, _: &Signed) -> ControlFlow<Self::Stop> {
+            ControlFlow::Continue(())
+        }
+        fn member(&mut self, entry: &IndexEntry, reader: Option<&mut dyn Read>) -> io::Result<()> {
             let mut data = Vec::new();
             if let Some(reader) = reader {
                 reader.read_to_end(&mut data)?;
             }
-            seen.insert(entry.path.clone(), data);
+            self.0.insert(entry.path.clone(), data);
             Ok(())
-        },
-    )?;
-    Ok((signed, seen))
+        }
+    }
+    let mut seen = Collect(BTreeMap::new());
+    match kojibox_kbx::read::read_verified(bytes, Trust::key(key), &Limits::default(), &mut seen)? {
+        ControlFlow::Continue(signed) => Ok((signed, seen.0)),
+        ControlFlow::Break(never) => match never {},
+    }
 }
 
 /// One tar member of a bundle, decoded.

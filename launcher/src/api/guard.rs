@@ -22,7 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kojibox_manifests::error::{ApiError, ErrorCode, ErrorSource};
 
-use super::AppState;
+use super::state::AppState;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
@@ -179,7 +179,13 @@ pub fn too_large() -> Response {
 
 /// An error envelope with an HTTP status.
 pub fn refuse(status: StatusCode, code: ErrorCode, message: &str, detail: String) -> Response {
-    let error = ApiError::new(code, ErrorSource::Api, message, detail, crate::clock::now());
+    let error = ApiError::new(
+        code,
+        ErrorSource::Api,
+        message,
+        detail,
+        kojibox_home::clock::now(),
+    );
     envelope(status, &kojibox_manifests::Response::<()>::Error(error))
 }
 

@@ -14,13 +14,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use kojibox_manifests::api::{Ack, Request, RequestError};
 use kojibox_manifests::error::{ErrorCode, ErrorSource};
-use kojibox_manifests::event::{ConfigChanged, ConfigScope, Event};
+use kojibox_manifests::event::{ConfigChanged, Event};
 use serde_json::Value;
 
-use super::AppState;
+use kojibox_home::ToApi;
+use kojibox_home::task::{blocking, detached};
+use kojibox_runtime::update::Emit;
+
 use super::guard::{MAX_BODY, envelope, refuse, too_large};
+use super::state::AppState;
 use crate::error::{Error, Result};
-use crate::task::{blocking, detached};
+use crate::local::{self, json};
 
 /// The handler.
 pub async fn rpc(State(state): State<Arc<AppState>>, body: Body) -> Response {
@@ -44,7 +48,7 @@ pub async fn rpc(State(state): State<Arc<AppState>>, body: Body) -> Response {
                 source_of(method),
                 "Invalid request",
                 e.to_string(),
-                crate::clock::now(),
+                kojibox_home::clock::now(),
             );
             return envelope(
                 StatusCode::BAD_REQUEST,
@@ -65,7 +69,7 @@ pub async fn rpc(State(state): State<Arc<AppState>>, body: Body) -> Response {
         Ok(result) => envelope(StatusCode::OK, &serde_json::json!({ "result": result })),
         Err(e) => envelope(
             StatusCode::OK,
-            &kojibox_manifests::Response::<()>::Error(e.to_api(source, crate::clock::now())),
+            &kojibox_manifests::Response::<()>::Error(e.to_api(source, kojibox_home::clock::now())),
         ),
     }
 }
@@ -90,32 +94,24 @@ pub fn source_of(method: &str) -> ErrorSource {
 /// Restarts the daemon on the (replaced) executable once the answer is out.
 fn restart_soon(state: &AppState) {
     let restart = state.restart.clone();
-    tokio::spawn(async move {
+    state.tasks.spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         restart.cancel();
     });
 }
 
 /// Sends events (update progress) to the daemon's bus.
-fn emitter(state: &AppState) -> crate::updater::Emit {
+fn emitter(state: &AppState) -> Emit {
     let events = state.events.clone();
     Arc::new(move |event| {
         let _ = events.send(event);
     })
 }
 
-/// Announces a configuration change (`config:changed`) and acknowledges the call.
-fn changed(state: &AppState, scope: ConfigScope, id: &str) -> Result<Value> {
-    let _ = state.events.send(Event::ConfigChanged(ConfigChanged {
-        scope,
-        id: id.to_owned(),
-    }));
-    json(Ack::Ok)
-}
-
-fn json<T: serde::Serialize>(value: T) -> Result<Value> {
-    serde_json::to_value(value)
-        .map_err(|e| Error::invalid("Could not encode the result", e.to_string()))
+/// The app's update channel (`AppConfig.updateChannel`), read now.
+async fn channel(home: &kojibox_home::Home) -> Result<kojibox_manifests::model::UpdateChannel> {
+    let home = home.clone();
+    blocking(move || Ok::<_, Error>(kojibox_config::get_app(&home)?.update_channel)).await
 }
 
 async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
@@ -123,10 +119,13 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
     let home = state.home.clone();
     match request {
         Request::RuntimeGetManifest(_) => {
-            json(blocking(move || crate::runtime::get_manifest(&home)).await?)
+            json(blocking(move || kojibox_runtime::installed::get_manifest(&home)).await?)
         }
         Request::RuntimeEnsureService(p) => json(
-            blocking(move || crate::runtime::ensure_service(&home, &p.name, &p.version)).await?,
+            blocking(move || {
+                kojibox_runtime::installed::ensure_service(&home, &p.name, &p.version)
+            })
+            .await?,
         ),
         Request::ServicesList(_) => json(sup.list()),
         Request::ServicesStart(p) => json(sup.start_service(&p.id).await?),
@@ -142,63 +141,48 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             }
             json(states)
         }
-        Request::InstallerStatus(_) => json(blocking(move || crate::install::status(&home)).await?),
+        Request::InstallerStatus(_) => {
+            json(blocking(move || kojibox_runtime::install::status(&home)).await?)
+        }
         Request::InstallerStart(p) => {
-            blocking(move || crate::installer::start(&home, p.path.as_deref(), &mut |_| {}))
-                .await?;
-            json(Ack::Ok)
-        }
-        Request::ConfigGetApp(_) => json(blocking(move || crate::config::get_app(&home)).await?),
-        Request::ConfigSetApp(app) => {
-            blocking(move || crate::config::set_app(&home, &app)).await?;
-            changed(state, ConfigScope::App, "app")
-        }
-        Request::ConfigGetService(p) => {
-            json(blocking(move || crate::config::get_service(&home, &p.id)).await?)
-        }
-        Request::ConfigSetService(config) => {
-            let id = config.id.clone();
-            blocking(move || crate::config::set_service(&home, &config)).await?;
-            changed(state, ConfigScope::Service, &id)
-        }
-        Request::ConfigGetProject(p) => {
-            json(blocking(move || crate::config::get_project(&home, &p.id)).await?)
-        }
-        Request::ConfigSetProject(project) => {
-            let id = project.id.clone();
-            blocking(move || crate::config::set_project(&home, &project)).await?;
-            changed(state, ConfigScope::Project, &id)
-        }
-        Request::ConfigListProjects(_) => {
-            json(blocking(move || crate::config::list_projects(&home)).await?)
-        }
-        Request::SecretsGet(r) => {
-            let vault = Arc::clone(&state.vault);
-            let value = blocking(move || {
-                crate::secrets::check_key(&r.key)?;
-                vault.store()?.get(r.scope, &r.key)
-            })
-            .await?;
-            Ok(Value::String(value.expose().to_owned()))
-        }
-        Request::SecretsSet(p) => {
-            let vault = Arc::clone(&state.vault);
             blocking(move || {
-                crate::secrets::check_key(&p.key)?;
-                let value = crate::secrets::SecretValue::new(p.value);
-                vault.store()?.set(p.scope, &p.key, &value)
+                kojibox_runtime::installer::start(&home, p.path.as_deref(), &mut |_| {})
             })
             .await?;
             json(Ack::Ok)
+        }
+        request @ (Request::ConfigGetApp(_)
+        | Request::ConfigSetApp(_)
+        | Request::ConfigGetService(_)
+        | Request::ConfigSetService(_)
+        | Request::ConfigGetProject(_)
+        | Request::ConfigSetProject(_)
+        | Request::ConfigListProjects(_)
+        | Request::SecretsGet(_)
+        | Request::SecretsSet(_)) => {
+            let change = local::change(&request);
+            let vault = Arc::clone(&state.vault);
+            let value = blocking(move || local::dispatch(&home, &vault, request)).await?;
+            if let Some((scope, id)) = change {
+                let _ = state
+                    .events
+                    .send(Event::ConfigChanged(ConfigChanged { scope, id }));
+            }
+            Ok(value)
         }
         Request::UpdaterCheck(_) => {
-            json(crate::updater::check_and_announce(&home, &emitter(state)).await?)
+            let channel = channel(&home).await?;
+            json(
+                kojibox_runtime::update::check_and_announce(&home, channel, &emitter(state))
+                    .await?,
+            )
         }
         Request::UpdaterApply(p) => {
+            let channel = channel(&home).await?;
             // Its own task: a client that goes away does not cut an update in half.
             let (sup, emit) = (Arc::clone(sup), emitter(state));
-            let applied = detached(async move {
-                crate::updater::apply(&home, &p.version, Some(&sup), &emit).await
+            let applied = detached(&state.tasks, async move {
+                kojibox_runtime::update::apply(&home, channel, &p.version, &*sup, &emit).await
             })
             .await?;
             if applied.self_updated {
@@ -208,9 +192,10 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
         }
         Request::UpdaterRollback(_) => {
             let (sup, emit) = (Arc::clone(sup), emitter(state));
-            let rolled =
-                detached(async move { crate::updater::rollback(&home, Some(&sup), &emit).await })
-                    .await?;
+            let rolled = detached(&state.tasks, async move {
+                kojibox_runtime::update::rollback(&home, &*sup, &emit).await
+            })
+            .await?;
             if rolled.self_updated {
                 restart_soon(state);
             }

@@ -199,7 +199,7 @@ fn verify_leaves_a_running_installs_staging_alone() {
     let env = Env::new();
     env.cli_install(&env.bundle("v1", &Spec::demo("1.0.0", "1.0")), Some(1), &[]);
     let home = env.home();
-    let _lock = home.lock("install", "install").unwrap();
+    let _lock = home.lock(kojibox_home::LockName::Install).unwrap();
     let live = env.at("runtime/.staging/123-456/runtime/bin/demo/2.0");
     std::fs::create_dir_all(&live).unwrap();
     std::fs::write(live.join("half-written"), b"...").unwrap();

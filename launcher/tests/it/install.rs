@@ -383,7 +383,7 @@ fn a_second_install_at_the_same_time_is_refused() {
     let env = Env::new();
     let v1 = env.bundle("v1", &Spec::demo("1.0.0", "1.0"));
     let home = env.home();
-    let lock = home.lock("install", "install").unwrap();
+    let lock = home.lock(kojibox_home::LockName::Install).unwrap();
     let out = env.kojibox(&env.install_args(&v1, Some(1), &[]), None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(

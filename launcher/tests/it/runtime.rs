@@ -1,7 +1,8 @@
 //! `runtime.getManifest`, `runtime.ensureService` and `kojibox verify` on an installed home.
 
+use kojibox_home::ToApi;
 use kojibox_manifests::error::{ErrorCode, ErrorSource};
-use launcher::Error;
+use kojibox_runtime::Error;
 use launcher::runtime::{ensure_service, get_manifest};
 
 use crate::support::{Env, Spec, host, root, set_mode, stdout, text};

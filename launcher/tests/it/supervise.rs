@@ -199,7 +199,8 @@ pub fn policy(max_retries: u32, backoff_ms: u64) -> Option<RestartPolicy> {
 }
 
 /// The API code of an error, as the wire spells it.
-pub fn code(e: &launcher::Error) -> (ErrorCode, String) {
+pub fn code(e: &launcher::supervisor::Error) -> (ErrorCode, String) {
+    use kojibox_home::ToApi;
     let api = e.to_api(ErrorSource::Services, "2026-01-01T00:00:00Z");
     assert_eq!(api.source, ErrorSource::Services);
     (api.code, api.detail)

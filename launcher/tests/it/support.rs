@@ -263,7 +263,11 @@ impl Env {
     }
 
     /// Installs with the library, trusting key `pubkey` (if any) besides the pinned ones.
-    pub fn install(&self, bundle: &Path, pubkey: Option<u8>) -> launcher::Result<InstallReport> {
+    pub fn install(
+        &self,
+        bundle: &Path,
+        pubkey: Option<u8>,
+    ) -> kojibox_runtime::Result<InstallReport> {
         self.install_with(
             bundle,
             InstallOptions {
@@ -277,7 +281,7 @@ impl Env {
         &self,
         bundle: &Path,
         options: InstallOptions,
-    ) -> launcher::Result<InstallReport> {
+    ) -> kojibox_runtime::Result<InstallReport> {
         launcher::install::install(&self.home(), bundle, &options, &mut |_| {})
     }
 

@@ -1,0 +1,140 @@
+//! The home's errors, and [`ToApi`]: how any kojibox error finds its place in the contract's
+//! error envelope.
+//!
+//! Every library crate of the workspace has its own error enum. Each enum says, for each of its
+//! variants, which contract code and one-sentence message it stands for, by implementing
+//! [`ToApi`]; an enum that wraps another crate's error delegates to it. So the code of an error
+//! is decided once, where the error is defined, and [`ToApi::to_api`] builds every envelope the
+//! same way.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use kojibox_manifests::error::{ApiError, ErrorCode, ErrorSource};
+
+/// What can go wrong with the home itself: its files, its locks, its background work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed.
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "create folder", ...).
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored file is corrupt.
+    #[error("{} is corrupt: {detail}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Another operation holds the lock.
+    #[error("{0}")]
+    Busy(String),
+    /// No home can be chosen, or the input naming it is invalid.
+    #[error("{message}: {detail}")]
+    Invalid {
+        /// One sentence.
+        message: String,
+        /// What exactly.
+        detail: String,
+    },
+    /// A background task failed unexpectedly (it panicked or was cancelled).
+    #[error("Internal failure: {detail}")]
+    Internal {
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// Shorthand for results of the home.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An `Io` error: `map_err(Error::io("read", &path))`.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// An `Invalid` error.
+    pub fn invalid(message: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error::Invalid {
+            message: message.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Whether this is a lock another operation holds.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy(_))
+    }
+}
+
+/// An error that knows its place in the contract's envelope: its code, its one-sentence message
+/// and its detail. Implemented by every error enum of the workspace.
+pub trait ToApi: std::error::Error + Send + Sync + 'static {
+    /// The contract's code.
+    fn code(&self) -> ErrorCode;
+
+    /// One sentence for a person (`Invalid request`).
+    fn message(&self) -> Cow<'_, str>;
+
+    /// What exactly went wrong; by default the error's own text.
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    /// The envelope for this error, as raised by `source` at `ts`.
+    fn to_api(&self, source: ErrorSource, ts: impl Into<String>) -> ApiError
+    where
+        Self: Sized,
+    {
+        ApiError::new(self.code(), source, self.message(), self.detail(), ts)
+    }
+}
+
+impl ToApi for Error {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                ErrorCode::PermissionDenied
+            }
+            Error::Io { .. } | Error::Corrupt { .. } => ErrorCode::Internal,
+            Error::Busy(_) => ErrorCode::Busy,
+            Error::Invalid { .. } | Error::Internal { .. } => ErrorCode::ValidationFailed,
+        }
+    }
+
+    fn message(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "Insufficient permission"
+            }
+            Error::Io { .. } => "A file operation failed",
+            Error::Corrupt { .. } => "A stored file is corrupt",
+            Error::Busy(_) => "Another operation is in progress",
+            Error::Invalid { message, .. } => return Cow::Borrowed(message),
+            Error::Internal { .. } => "Internal failure",
+        })
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Error::Invalid { detail, .. } | Error::Internal { detail } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+}

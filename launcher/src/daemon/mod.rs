@@ -1,0 +1,425 @@
+//! The daemon as a library value: [`Daemon::start`] brings it up and answers a
+//! [`DaemonHandle`]; [`serve`] is `kojibox serve` (start, wait for SIGINT or SIGTERM, stop, and
+//! restart on a replaced executable after a self-update).
+//!
+//! # Theory of operation
+//!
+//! [`Daemon::start`] takes the home's daemon lock (one daemon per home), finishes or cleans up
+//! an interrupted install or update, opens the secret store, starts the supervisor (ending
+//! services a previous daemon left behind), binds the API on loopback, writes
+//! `app/state/api.json` and `api-token`, and returns. Then one task of its own starts every
+//! enabled service when asked to (`up`), brings back what ran before a self-update restart,
+//! and waits for the injected shutdown future (or [`DaemonHandle::shutdown`], or a restart
+//! after a self-update). Then it stops every service in reverse dependency order, removes the
+//! endpoint files, closes the event stream, lets in-flight requests finish (for two seconds at
+//! most), and waits for every other task the daemon spawned (the narration, the event hub,
+//! updates in progress, a restart soon after one), each tracked by one [`TaskTracker`].
+//!
+//! Services die with the daemon even if it is killed: their death signal is tied to the
+//! supervisor's spawner thread, and the watchdog (when a command for it is given) kills every
+//! service group when the daemon goes without a word.
+//!
+//! What the daemon has to say goes to a [`Notices`] sink as [`Notice`] values; it prints
+//! nothing itself.
+
+mod notice;
+mod recovery;
+mod reexec;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kojibox_home::endpoint::{self, Endpoint};
+use kojibox_home::task::blocking;
+use kojibox_home::{Home, LockName, Settings};
+use kojibox_manifests::model::ServiceStatus;
+use kojibox_proc::Watchdog;
+use kojibox_secrets::{SecretStore, SecretValue, Vault};
+use kojibox_supervisor::Supervisor;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState, hub::EventHub};
+use crate::error::{Error, Result};
+pub use notice::{Notice, Notices};
+
+/// How long in-flight requests may take to finish once the daemon stops (a client that keeps
+/// its connection open is not waited for longer).
+const REQUEST_GRACE: Duration = Duration::from_secs(2);
+/// How long the daemon waits for the rest of its tasks (an update rolling back) at the end.
+const TASK_GRACE: Duration = Duration::from_secs(30);
+
+/// How to run a daemon.
+#[derive(Debug, Default)]
+pub struct DaemonOptions {
+    /// Start every enabled service at once.
+    pub up: bool,
+    /// Where the API listens (else settings `listen`, else `127.0.0.1:0`).
+    pub listen: Option<String>,
+    /// Unlocks a passphrase-protected secret store.
+    pub passphrase: Option<SecretValue>,
+    /// The command that runs the watchdog helper (`kojibox __watchdog`, which calls
+    /// [`kojibox_proc::watchdog::run`]); `None` runs without one (an in-process test).
+    pub watchdog: Option<std::process::Command>,
+}
+
+/// How a daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// kojibox replaced itself: the process should restart on the new executable (the services
+    /// that ran are in `app/state/resume.json`).
+    pub restart: bool,
+}
+
+/// The daemon.
+#[derive(Debug)]
+pub struct Daemon;
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct DaemonHandle {
+    addr: SocketAddr,
+    url: String,
+    token: String,
+    stop: CancellationToken,
+    task: JoinHandle<Result<Exit>>,
+}
+
+impl DaemonHandle {
+    /// Where the API listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Asks the daemon to stop (as its shutdown future would).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until the daemon has stopped every service and task.
+    pub async fn join(self) -> Result<Exit> {
+        self.task.await.map_err(|e| {
+            Error::Home(kojibox_home::Error::Internal {
+                detail: format!("the daemon's task failed: {e}"),
+            })
+        })?
+    }
+}
+
+impl Daemon {
+    /// Starts a daemon for `home` (see the module documentation); it runs until `shutdown`
+    /// completes, [`DaemonHandle::shutdown`] is called, or a self-update asks for a restart.
+    /// Must run inside a multi-threaded tokio runtime.
+    pub async fn start(
+        home: Home,
+        options: DaemonOptions,
+        notices: Notices,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<DaemonHandle> {
+        let lock = home.lock(LockName::Daemon)?;
+        let h = home.clone();
+        for note in blocking(move || recovery::recover(&h)).await? {
+            notices(Notice::Note(note));
+        }
+        let vault = Arc::new(Vault::new(home.clone(), options.passphrase.clone()));
+        open_secrets(&home, &vault, options.passphrase.is_some(), &notices).await?;
+
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let (events, narration) = broadcast::channel(4096);
+        let narrating = CancellationToken::new();
+        tasks.spawn(notice::narrate(
+            narration,
+            Arc::clone(&notices),
+            narrating.clone(),
+        ));
+        let hub_stop = CancellationToken::new();
+        let hub = EventHub::start(events.subscribe(), &tasks, hub_stop.clone());
+        let watchdog = match options.watchdog {
+            Some(command) => Some(Arc::new(
+                Watchdog::start(command)
+                    .map_err(Error::io("start the watchdog for", home.root()))?,
+            )),
+            None => None,
+        };
+        let (supervisor, notes) = Supervisor::start_with(
+            &home,
+            events.clone(),
+            kojibox_supervisor::Options {
+                watchdog: watchdog.clone(),
+                vault: Some(Arc::clone(&vault)),
+            },
+        )
+        .await?;
+        let supervisor = Arc::new(supervisor);
+        for note in notes {
+            notices(Notice::Note(note));
+        }
+
+        let listen = match options.listen {
+            Some(listen) => listen,
+            None => {
+                let h = home.clone();
+                blocking(move || Settings::load(&h))
+                    .await?
+                    .listen
+                    .unwrap_or_else(|| "127.0.0.1:0".to_owned())
+            }
+        };
+        let listener = api::bind(&listen).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("listen on", &listen))?;
+        let token = endpoint::new_token()?;
+        let restart = CancellationToken::new();
+        let state = Arc::new(AppState {
+            home: home.clone(),
+            supervisor: Arc::clone(&supervisor),
+            hub: Arc::clone(&hub),
+            events: events.clone(),
+            vault,
+            token: token.clone(),
+            port: addr.port(),
+            restart: restart.clone(),
+            tasks: tasks.clone(),
+        });
+        let closing = CancellationToken::new();
+        // Tracked by its handle: awaited for a grace period at the end, then aborted.
+        let server = tokio::spawn(
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(closing.clone().cancelled_owned())
+                .into_future(),
+        );
+        let url = format!("http://{addr}");
+        let h = home.clone();
+        let written = Endpoint {
+            url: url.clone(),
+            pid: std::process::id(),
+        };
+        let t = token.clone();
+        blocking(move || endpoint::write(&h, &written, &t)).await?;
+        notices(Notice::Serving {
+            home: home.root().to_owned(),
+            url: url.clone(),
+            services: supervisor.ids(),
+        });
+
+        let run = Run {
+            home,
+            up: options.up,
+            supervisor,
+            watchdog,
+            hub,
+            notices,
+            tasks: tasks.clone(),
+            stop: stop.clone(),
+            restart,
+            closing,
+            narrating,
+            hub_stop,
+            server,
+            _lock: lock,
+        };
+        let task = tokio::spawn(run.run(shutdown));
+        Ok(DaemonHandle {
+            addr,
+            url,
+            token,
+            stop,
+            task,
+        })
+    }
+}
+
+/// Opens the secret store now (a passphrase's key derivation runs once, here), so that a wrong
+/// passphrase is refused at start, not at the first service that needs a secret.
+async fn open_secrets(
+    home: &Home,
+    vault: &Arc<Vault>,
+    given: bool,
+    notices: &Notices,
+) -> Result<()> {
+    if !given && SecretStore::is_locked(home) {
+        notices(Notice::Note(
+            "the secret store is protected by a passphrase and none was given \
+             (--passphrase-stdin or KOJIBOX_PASSPHRASE): services that use secrets cannot start"
+                .into(),
+        ));
+        return Ok(());
+    }
+    if !given && !home.secret_store().exists() {
+        return Ok(());
+    }
+    let opening = Arc::clone(vault);
+    match blocking(move || opening.store().map(drop)).await {
+        Ok(()) => Ok(()),
+        Err(e) if given => Err(e.into()),
+        Err(e) => {
+            notices(Notice::Note(format!(
+                "the secret store cannot be opened: {e}"
+            )));
+            Ok(())
+        }
+    }
+}
+
+/// The daemon's own task: from serving to stopped.
+struct Run {
+    home: Home,
+    up: bool,
+    supervisor: Arc<Supervisor>,
+    watchdog: Option<Arc<Watchdog>>,
+    hub: Arc<EventHub>,
+    notices: Notices,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+    restart: CancellationToken,
+    closing: CancellationToken,
+    narrating: CancellationToken,
+    hub_stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    _lock: kojibox_home::Lock,
+}
+
+impl Run {
+    async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<Exit> {
+        let notices = &self.notices;
+        let supervisor = &self.supervisor;
+        if self.up {
+            for (id, result) in supervisor.up().await {
+                if let Err(e) = result {
+                    notices(Notice::CouldNotStart {
+                        id,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        // After a self-update restart: what ran before runs again.
+        let h = self.home.clone();
+        let resumed = blocking(move || {
+            let ids = kojibox_home::fs::read_json::<Vec<String>>(&h.resume_file())?;
+            let _ = std::fs::remove_file(h.resume_file());
+            Ok::<_, kojibox_home::Error>(ids)
+        })
+        .await?;
+        for id in resumed.unwrap_or_default() {
+            if let Err(e) = supervisor.start_service(&id).await {
+                notices(Notice::CouldNotResume {
+                    id,
+                    error: e.to_string(),
+                });
+            }
+        }
+
+        let restarting = tokio::select! {
+            () = shutdown => false,
+            () = self.stop.cancelled() => false,
+            () = self.restart.cancelled() => true,
+        };
+        if restarting {
+            let running: Vec<String> = supervisor
+                .list()
+                .into_iter()
+                .filter(|s| matches!(s.state, ServiceStatus::Running | ServiceStatus::Starting))
+                .map(|s| s.id)
+                .collect();
+            kojibox_home::fs::write_json(&self.home.resume_file(), &running)?;
+        }
+        notices(Notice::Stopping);
+        supervisor.shutdown().await;
+        if let Some(watchdog) = &self.watchdog {
+            let watchdog = Arc::clone(watchdog);
+            let _ = tokio::task::spawn_blocking(move || watchdog.finish()).await;
+        }
+        endpoint::remove(&self.home);
+        self.hub.close();
+        self.hub_stop.cancel();
+        self.closing.cancel();
+        // Let in-flight requests finish; do not wait on a client that keeps its connection open.
+        let mut server = self.server;
+        if tokio::time::timeout(REQUEST_GRACE, &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+            let _ = server.await;
+        }
+        self.narrating.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(TASK_GRACE, self.tasks.wait()).await;
+        notices(Notice::Stopped);
+        Ok(Exit {
+            restart: restarting,
+        })
+    }
+}
+
+/// `kojibox serve`: runs the daemon until SIGINT/SIGTERM. After an update replaced kojibox
+/// itself, it stops its services (noting which ran), then executes the new kojibox in its place
+/// (same pid, same arguments), which starts them again.
+pub fn serve(home: &Home, options: DaemonOptions, notices: Notices) -> Result<()> {
+    // Named now: once replaced, the running executable's own path names the new file.
+    let exe = std::env::current_exe().map_err(Error::io("find", "the kojibox executable"))?;
+    let passphrase = options.passphrase.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("kojibox")
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the runtime for", home.root()))?;
+    let exit = runtime.block_on(async {
+        let daemon = Daemon::start(
+            home.clone(),
+            options,
+            Arc::clone(&notices),
+            wait_for_signal(),
+        )
+        .await?;
+        daemon.join().await
+    })?;
+    drop(runtime);
+    if exit.restart {
+        notices(Notice::Restarting { exe: exe.clone() });
+        let failed = reexec::reexec(&exe, passphrase.as_ref());
+        // Not restarted: a later start must not start what ran before on its own.
+        let _ = std::fs::remove_file(home.resume_file());
+        return failed;
+    }
+    Ok(())
+}
+
+/// SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,82 @@
+//! Making an installed version the active one: the manifest switch, the service templates that
+//! follow it, and the rollback watermark (the highest version ever installed).
+
+use kojibox_home::Home;
+use kojibox_home::fs::{read_json, write_atomic, write_json};
+use kojibox_kbx::read::Signed;
+use kojibox_manifests::model::RuntimeManifest;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The highest bundle version ever installed (`app/state/versions.json`): the rollback watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Watermark {
+    /// Highest version installed by `install` or an update.
+    pub highest_installed: Option<String>,
+}
+
+/// Makes `manifest` (a version whose payloads and signed index are still in the home) the
+/// installed one again: the manifest is switched atomically, then its service templates are
+/// written from its stored index. Used to roll an update back.
+pub fn reactivate(home: &Home, manifest: &RuntimeManifest) -> Result<()> {
+    let signed = crate::installed::load_index(home, &manifest.version)?.ok_or_else(|| {
+        Error::RuntimeMissing {
+            detail: format!(
+                "the signed index of {} is no longer in {}",
+                manifest.version,
+                home.indexes().display()
+            ),
+        }
+    })?;
+    write_json(&home.manifest(), manifest)?;
+    write_templates(home, &signed)?;
+    Ok(())
+}
+
+/// The highest version ever installed (the rollback watermark), if any.
+pub fn watermark(home: &Home) -> Result<Option<String>> {
+    Ok(read_json::<Watermark>(&home.watermark_file())?.and_then(|w| w.highest_installed))
+}
+
+/// Writes `runtime/services/<name>.json` from an index's templates (only those that differ).
+pub(crate) fn write_templates(home: &Home, signed: &Signed) -> Result<bool> {
+    let mut changed = false;
+    for (name, template) in &signed.index.templates {
+        if !kojibox_manifests::recipe::is_service_id(name) {
+            return Err(Error::invalid(
+                "Invalid template name",
+                format!("{name:?} is not a service id"),
+            ));
+        }
+        let path = home.service_template(name);
+        let mut bytes = serde_json::to_vec_pretty(template)
+            .map_err(|e| Error::io("serialize", &path)(e.into()))?;
+        bytes.push(b'\n');
+        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
+            write_atomic(&path, &bytes)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// Raises the rollback watermark to `version` when it is higher.
+pub fn raise_watermark(home: &Home, version: &str) -> Result<()> {
+    let path = home.watermark_file();
+    let mut mark: Watermark = read_json(&path)?.unwrap_or_default();
+    let newer = match mark
+        .highest_installed
+        .as_deref()
+        .map(semver::Version::parse)
+    {
+        Some(Ok(old)) => semver::Version::parse(version).is_ok_and(|new| new > old),
+        _ => true,
+    };
+    if newer {
+        mark.highest_installed = Some(version.to_owned());
+        write_json(&path, &mark)?;
+    }
+    Ok(())
+}

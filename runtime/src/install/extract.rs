@@ -1,0 +1,184 @@
+//! Extracting a verified bundle into a staging folder: the [`Visit`] the installer hands the
+//! strict reader of `kojibox-kbx`, and the file-level work it does for each member.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kojibox_home::Home;
+use kojibox_kbx::read::{Signed, Visit};
+use kojibox_manifests::bundle::{EntryKind, IndexEntry};
+use kojibox_manifests::model::RuntimeManifest;
+
+use super::options::InstallOptions;
+use super::plan::{Payload, Stop, plan};
+use super::status::Reporter;
+use crate::error::{Error, Result};
+
+/// One install's extraction: decides at the index what to extract, then writes each wanted
+/// member into `staging` with its signed mode. Nothing is written outside `staging`.
+pub(crate) struct Extraction<'a, 'r> {
+    pub(crate) home: &'a Home,
+    pub(crate) current: Option<&'a RuntimeManifest>,
+    pub(crate) host: Option<&'a str>,
+    pub(crate) options: &'a InstallOptions,
+    pub(crate) staging: &'a Path,
+    pub(crate) reporter: &'a mut Reporter<'r>,
+    /// Bytes of the bundle read so far (by the reader's own thread).
+    pub(crate) read: Arc<AtomicU64>,
+    /// The bundle's size.
+    pub(crate) total: u64,
+    /// What the plan decided.
+    pub(crate) payloads: Vec<Payload>,
+    created: HashSet<PathBuf>,
+    progress: u8,
+    fault_at: bool,
+}
+
+impl<'a, 'r> Extraction<'a, 'r> {
+    /// An extraction into `staging`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        home: &'a Home,
+        current: Option<&'a RuntimeManifest>,
+        host: Option<&'a str>,
+        options: &'a InstallOptions,
+        staging: &'a Path,
+        reporter: &'a mut Reporter<'r>,
+        read: Arc<AtomicU64>,
+        total: u64,
+    ) -> Self {
+        Extraction {
+            home,
+            current,
+            host,
+            options,
+            staging,
+            reporter,
+            read,
+            total,
+            payloads: Vec::new(),
+            created: HashSet::new(),
+            progress: 0,
+            fault_at: kojibox_home::fault::armed("install:extract"),
+        }
+    }
+}
+
+impl Visit for Extraction<'_, '_> {
+    type Stop = Stop;
+
+    fn index(&mut self, signed: &Signed) -> ControlFlow<Stop> {
+        match plan(self.home, signed, self.current, self.host, self.options) {
+            Ok(list) => {
+                self.payloads = list;
+                self.reporter.phase("extract", 5);
+                ControlFlow::Continue(())
+            }
+            Err(stop) => ControlFlow::Break(stop),
+        }
+    }
+
+    fn member(&mut self, entry: &IndexEntry, data: Option<&mut dyn Read>) -> io::Result<()> {
+        let percent = 5 + (85 * self.read.load(Ordering::Relaxed) / self.total).min(85) as u8;
+        if percent != self.progress {
+            self.progress = percent;
+            self.reporter.phase("extract", percent);
+        }
+        let wanted = self
+            .payloads
+            .iter()
+            .any(|p| p.install && entry.path.starts_with(&format!("{}/", p.root)));
+        if !wanted {
+            return Ok(());
+        }
+        let dest = self.staging.join(&entry.path);
+        if let Some(parent) = dest.parent()
+            && self.created.insert(parent.to_owned())
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let written = match (entry.kind, data) {
+            (EntryKind::File, Some(data)) => write_file(&dest, data, entry.mode),
+            (EntryKind::Symlink, _) => {
+                make_symlink(entry.target.as_deref().unwrap_or_default(), &dest)
+            }
+            (EntryKind::File, None) => Err(io::Error::other("file member without data")),
+        };
+        // Mid-extract, with at least this member in staging (however the reads were buffered).
+        if self.fault_at && percent >= 45 {
+            kojibox_home::fault::fire("install:extract");
+        }
+        written
+    }
+}
+
+/// Removes an install's staging folder on every way out of it.
+pub(crate) struct StagingGuard<'a> {
+    pub(crate) home: &'a Home,
+    pub(crate) dir: PathBuf,
+}
+
+impl Drop for StagingGuard<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir(self.home.staging());
+    }
+}
+
+/// Makes everything written under `dir` durable with one `syncfs` (far cheaper than an fsync per
+/// file), then syncs the folder itself.
+pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(Error::io("open", dir))?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(&handle).map_err(|e| Error::io("sync", dir)(e.into()))?;
+    #[cfg(not(target_os = "linux"))]
+    handle.sync_all().map_err(Error::io("sync", dir))?;
+    Ok(())
+}
+
+fn write_file(dest: &Path, data: &mut dyn Read, mode: u32) -> io::Result<()> {
+    let mut file = File::create_new(dest)?;
+    let written = io::copy(data, &mut file)?;
+    // Start writing the file back to disk now, while the rest of the bundle is decompressed,
+    // so the one `syncfs` before the switch has little left to wait for.
+    #[cfg(target_os = "linux")]
+    if written >= 64 << 10 {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = written;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(())
+}
+
+fn make_symlink(target: &str, dest: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(target, dest);
+    #[cfg(windows)]
+    return std::os::windows::fs::symlink_file(target.replace('/', "\\"), dest);
+}
+
+/// Counts the bytes read through it, for the progress of a reader on another thread.
+pub(crate) struct CountingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}

@@ -1,0 +1,127 @@
+//! Deciding, once the index is verified, what an install extracts, or why it does not go on.
+
+use kojibox_home::Home;
+use kojibox_kbx::read::Signed;
+use kojibox_manifests::model::RuntimeManifest;
+
+use super::options::InstallOptions;
+use crate::error::{Error, Result};
+
+/// One payload the bundle carries, and what to do with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Payload {
+    /// `postgres 16.14 linux-x64`.
+    pub(crate) label: String,
+    /// Its home-relative folder.
+    pub(crate) root: String,
+    /// Extract it (false: it is installed already, identical).
+    pub(crate) install: bool,
+}
+
+/// Why an install stops at the index.
+pub(crate) enum Stop {
+    /// The same bundle is installed: nothing to do.
+    Already,
+    /// It may not be installed.
+    Refused(Error),
+}
+
+/// What to extract from `signed`, or why not to go on.
+pub(crate) fn plan(
+    home: &Home,
+    signed: &Signed,
+    current: Option<&RuntimeManifest>,
+    host: Option<&str>,
+    options: &InstallOptions,
+) -> Result<Vec<Payload>, Stop> {
+    let manifest = &signed.index.manifest;
+    let new_version = semver::Version::parse(&manifest.version).map_err(|e| {
+        Stop::Refused(Error::invalid(
+            "Invalid bundle version",
+            format!("`{}`: {e}", manifest.version),
+        ))
+    })?;
+    if let Some(current) = current
+        && let Ok(installed) = semver::Version::parse(&current.version)
+        && installed > new_version
+        && !options.allow_downgrade
+    {
+        return Err(Stop::Refused(Error::invalid(
+            "Older bundle",
+            format!(
+                "bundle {new_version} is older than the installed {installed}; pass --allow-downgrade to install it anyway"
+            ),
+        )));
+    }
+    let selected: Vec<_> = manifest
+        .services
+        .iter()
+        .filter(|s| options.all_targets || host == Some(s.target().as_str()))
+        .collect();
+    if selected.is_empty() {
+        let targets: Vec<String> = manifest.services.iter().map(|s| s.target()).collect();
+        return Err(Stop::Refused(Error::invalid(
+            "No payload for this machine",
+            format!(
+                "the bundle has no payload for {} (it has: {}); pass --all-targets to install them anyway",
+                host.unwrap_or("this platform"),
+                targets.join(", ")
+            ),
+        )));
+    }
+    let stored = stored_checksums(home).map_err(Stop::Refused)?;
+    let mut out = Vec::new();
+    for service in selected {
+        let root = service.payload_root();
+        let label = service.label();
+        let present = home.join(&root).is_dir();
+        match stored.iter().find(|(r, _)| *r == root) {
+            Some((_, checksum)) if present && *checksum != service.checksum => {
+                return Err(Stop::Refused(Error::invalid(
+                    "Conflicting payload",
+                    format!(
+                        "{label} is already installed with different content ({root}); a bundle may not replace a version in place: give the new build a new version"
+                    ),
+                )));
+            }
+            None if present => {
+                // A folder no installed bundle vouches for: keep it only if it is exactly what
+                // this bundle signs.
+                let found =
+                    crate::installed::scan_payload(&home.join(&root)).map_err(Stop::Refused)?;
+                let (checksum, size) = kojibox_kbx::digest::payload_digest(&found);
+                if checksum != service.checksum || size != service.size {
+                    return Err(Stop::Refused(Error::invalid(
+                        "Unknown files in the way",
+                        format!(
+                            "{root} exists but no installed bundle vouches for it and it differs from {label} in this bundle; move it away and install again"
+                        ),
+                    )));
+                }
+            }
+            _ => {}
+        }
+        out.push(Payload {
+            label,
+            root,
+            install: !present,
+        });
+    }
+    if current.is_some_and(|c| c.bundle.signature == signed.signature)
+        && out.iter().all(|p| !p.install)
+    {
+        return Err(Stop::Already);
+    }
+    Ok(out)
+}
+
+/// `(payload root, checksum)` of every payload named by a stored index.
+fn stored_checksums(home: &Home) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (_, index) in crate::installed::stored_indexes(home)? {
+        for s in &index.manifest.services {
+            out.push((s.payload_root(), s.checksum.clone()));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,387 @@
+//! The supervisor: one actor per installed service, and the operations of the contract's
+//! Service Manager (`services.list/start/stop/restart/logs/health`).
+//!
+//! # Theory of operation
+//!
+//! At start the supervisor reads the services of the installed runtime
+//! ([`kojibox_config::catalog`]),
+//! refuses dependency cycles, ends whatever a previous daemon left running (recorded pid plus
+//! process start time, so a reused pid is never touched), and spawns one actor per
+//! service. An actor (`actor.rs`) owns its process: it spawns it (in its own process group, from the one
+//! spawner thread, dying with the daemon), pumps its output into the log, probes its health,
+//! restarts it with backoff, and stops it (SIGTERM to the group, SIGKILL after the stop
+//! timeout). The lifecycle itself is the pure [`lifecycle::step`].
+//!
+//! `start` starts a service's dependencies first (each must become `running` before the
+//! dependent spawns) and answers at once with `starting`; `shutdown` stops every service in
+//! reverse dependency order. Events (`service:stateChanged`, `service:logLine`,
+//! `service:health`) go out on the bus given at start; no subscriber can slow a service down.
+//!
+//! When the daemon runs as root, services run as settings `serviceUser` (default `nobody`), who
+//! must be able to reach the home; their data folders are given to that user.
+//!
+//! An update asks for restarts through [`kojibox_runtime::update::Services`], which the
+//! supervisor implements (`services.rs`).
+
+mod actor;
+mod context;
+mod control;
+pub mod error;
+mod exit;
+pub mod health;
+pub mod lifecycle;
+pub mod logs;
+mod services;
+mod spawn;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kojibox_config::definition::Definition;
+use kojibox_home::Home;
+use kojibox_home::task::blocking;
+use kojibox_manifests::event::Event;
+use kojibox_manifests::model::{
+    HealthCheck, LogEntry, ServiceDefinition, ServiceState, ServiceStatus,
+};
+use kojibox_proc::Watchdog;
+use kojibox_secrets::Vault;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::task::TaskTracker;
+
+use actor::Actor;
+use context::Context;
+use control::{Control, ask};
+pub use error::{Error, Result};
+use logs::LogSink;
+
+/// The tail `services.logs` returns when none is asked for.
+pub const DEFAULT_TAIL: u32 = 100;
+
+/// How long [`Supervisor::shutdown`] waits for the log pumps to read the last output of the
+/// stopped services (a process outside every group kojibox ends could hold a pipe open).
+const PUMP_DRAIN: Duration = Duration::from_secs(5);
+
+/// What a supervisor is started with, beyond the home and the event bus.
+#[derive(Default)]
+pub struct Options {
+    /// Told about every service group, so that they end even if the daemon is killed (the
+    /// daemon passes one; in-process tests need not).
+    pub watchdog: Option<Arc<Watchdog>>,
+    /// Where `${secret.*}` values come from (default: the home's store, without a passphrase).
+    pub vault: Option<Arc<Vault>>,
+}
+
+struct Service {
+    id: String,
+    /// The definition in use (reloaded from the configuration at each start).
+    def: watch::Receiver<Arc<Definition>>,
+    tx: mpsc::Sender<Control>,
+    state: watch::Receiver<ServiceState>,
+    logs: Arc<LogSink>,
+}
+
+/// The running supervisor.
+pub struct Supervisor {
+    home: Home,
+    services: Vec<Service>,
+    actors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The actors' helper tasks (log pumps, ending a process spawned as a start was cancelled).
+    tasks: TaskTracker,
+}
+
+impl Supervisor {
+    /// Loads the installed services, cleans up after a previous daemon and starts one actor per
+    /// service (all stopped). Returns notes for the user (what was cleaned up). Must run inside
+    /// a tokio runtime.
+    pub async fn start(
+        home: &Home,
+        events: broadcast::Sender<Event>,
+    ) -> Result<(Supervisor, Vec<String>)> {
+        Self::start_with(home, events, Options::default()).await
+    }
+
+    /// [`Supervisor::start`] with a watchdog and a vault.
+    pub async fn start_with(
+        home: &Home,
+        events: broadcast::Sender<Event>,
+        options: Options,
+    ) -> Result<(Supervisor, Vec<String>)> {
+        // Fail early on a broken definition, before touching anything (no port is assigned
+        // yet: leftovers may still hold them). Off the workers: it takes the registry's lock.
+        let h = home.clone();
+        blocking(move || kojibox_config::catalog::check(&h).map_err(Error::from)).await?;
+        let records = home.service_records();
+        let mut notes = Vec::new();
+        for leftover in kojibox_proc::reap_leftovers(&records, Duration::from_secs(10)).await {
+            let pid = leftover.record.as_ref().map_or(0, |r| r.pid);
+            match &leftover.outcome {
+                kojibox_proc::LeftoverOutcome::Terminated(t) => {
+                    let how = if t.needed_kill { "killed" } else { "stopped" };
+                    notes.push(format!(
+                        "{how} {} (pid {pid}), left running by a previous daemon",
+                        leftover.id
+                    ));
+                }
+                kojibox_proc::LeftoverOutcome::Orphans(t) => {
+                    let how = if t.needed_kill { "killed" } else { "stopped" };
+                    notes.push(format!(
+                        "{how} what {} (pid {pid}) had started and left running when a previous daemon died",
+                        leftover.id
+                    ));
+                }
+                _ => {}
+            }
+        }
+        // Ports are assigned once leftovers are gone, so that none looks busy.
+        let h = home.clone();
+        let (definitions, (user, user_problem)) = blocking(move || {
+            let definitions = kojibox_config::catalog::load(&h)?;
+            let user = kojibox_config::user::service_user(&h)?;
+            Ok::<_, Error>((definitions, user))
+        })
+        .await?;
+        let spawner = kojibox_proc::Spawner::new()
+            .map_err(Error::io("start the process spawner for", home.root()))?;
+        let tasks = TaskTracker::new();
+        let ctx = Arc::new(Context {
+            home: home.clone(),
+            spawner,
+            events: events.clone(),
+            records,
+            user,
+            user_problem,
+            states: OnceLock::new(),
+            watchdog: options.watchdog,
+            vault: options
+                .vault
+                .unwrap_or_else(|| Arc::new(Vault::new(home.clone(), None))),
+            tasks: tasks.clone(),
+        });
+        let mut services = Vec::new();
+        let mut actors = Vec::new();
+        for def in kojibox_config::catalog::topological(definitions) {
+            let def = Arc::new(def);
+            let sink = Arc::new(LogSink::new(
+                def.id(),
+                home.service_log(def.id()),
+                events.clone(),
+            ));
+            let (actor, state, def_rx) =
+                Actor::new(Arc::clone(&def), Arc::clone(&ctx), Arc::clone(&sink));
+            let (tx, rx) = mpsc::channel(32);
+            actors.push(tokio::spawn(actor.run(rx)));
+            services.push(Service {
+                id: def.id().to_owned(),
+                def: def_rx,
+                tx,
+                state,
+                logs: sink,
+            });
+        }
+        let _ = ctx.states.set(
+            services
+                .iter()
+                .map(|s| (s.id.clone(), s.state.clone()))
+                .collect(),
+        );
+        Ok((
+            Supervisor {
+                home: home.clone(),
+                services,
+                actors: std::sync::Mutex::new(actors),
+                tasks,
+            },
+            notes,
+        ))
+    }
+
+    fn get(&self, id: &str) -> Result<&Service> {
+        self.services.iter().find(|s| s.id == id).ok_or_else(|| {
+            kojibox_config::service::not_installed(id, self.services.iter().map(|s| s.id.as_str()))
+                .into()
+        })
+    }
+
+    /// Ids of every service, dependencies first.
+    pub fn ids(&self) -> Vec<String> {
+        self.services.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// `services.list`.
+    pub fn list(&self) -> Vec<ServiceState> {
+        self.services
+            .iter()
+            .map(|s| s.state.borrow().clone())
+            .collect()
+    }
+
+    /// One service's state.
+    pub fn state(&self, id: &str) -> Result<ServiceState> {
+        Ok(self.get(id)?.state.borrow().clone())
+    }
+
+    /// Watches one service's state.
+    pub fn subscribe(&self, id: &str) -> Result<watch::Receiver<ServiceState>> {
+        Ok(self.get(id)?.state.clone())
+    }
+
+    /// The definition a service runs with (placeholders expanded, secrets not): the one of its
+    /// last start, which a configuration change replaces at the next start.
+    pub fn definition(&self, id: &str) -> Result<ServiceDefinition> {
+        Ok(self.get(id)?.def.borrow().contract.clone())
+    }
+
+    /// `services.start`: starts its stopped dependencies first, then the service; answers at
+    /// once (`starting`), before the health check passes.
+    pub async fn start_service(&self, id: &str) -> Result<ServiceState> {
+        let service = self.get(id)?;
+        for dep in self.dependencies(id) {
+            let dep_service = self.get(&dep)?;
+            let state = dep_service.state.borrow().state;
+            if matches!(state, ServiceStatus::Stopped | ServiceStatus::Error)
+                && let Err(e) = ask(&dep_service.tx, Control::Start).await?
+            {
+                let detail = format!("{id} needs {dep}, which could not start: {e}");
+                ask(&service.tx, |reply| Control::Fail(detail.clone(), reply)).await?;
+                return Err(Error::DependencyFailed { detail });
+            }
+        }
+        ask(&service.tx, Control::Start).await?
+    }
+
+    /// `services.stop`: answers at once (`stopping`).
+    pub async fn stop_service(&self, id: &str) -> Result<ServiceState> {
+        ask(&self.get(id)?.tx, Control::Stop).await
+    }
+
+    /// `services.restart`.
+    pub async fn restart_service(&self, id: &str) -> Result<ServiceState> {
+        let service = self.get(id)?;
+        if matches!(
+            service.state.borrow().state,
+            ServiceStatus::Stopped | ServiceStatus::Error
+        ) {
+            return self.start_service(id).await;
+        }
+        ask(&service.tx, Control::Restart).await?
+    }
+
+    /// `services.logs`: the newest `tail` lines.
+    pub fn logs(&self, id: &str, tail: Option<u32>) -> Result<Vec<LogEntry>> {
+        Ok(self
+            .get(id)?
+            .logs
+            .tail(tail.unwrap_or(DEFAULT_TAIL) as usize))
+    }
+
+    /// `services.health`: the configured check.
+    pub fn health(&self, id: &str) -> Result<HealthCheck> {
+        Ok(self.get(id)?.def.borrow().contract.health_check.clone())
+    }
+
+    /// Starts every enabled service (dependencies first); one result per service. Whether a
+    /// service is enabled is its configuration as it is now.
+    pub async fn up(&self) -> Vec<(String, Result<ServiceState>)> {
+        let mut out = Vec::new();
+        let known: Vec<(String, bool)> = self
+            .services
+            .iter()
+            .map(|s| (s.id.clone(), s.def.borrow().enabled))
+            .collect();
+        let home = self.home.clone();
+        let ids: Vec<String> = blocking(move || {
+            Ok::<_, Error>(
+                known
+                    .into_iter()
+                    .filter(
+                        |(id, defined)| match kojibox_config::stored_service(&home, id) {
+                            Ok(Some(config)) => config.enabled,
+                            _ => *defined,
+                        },
+                    )
+                    .map(|(id, _)| id)
+                    .collect(),
+            )
+        })
+        .await
+        .unwrap_or_default();
+        for id in ids {
+            let result = self.start_service(&id).await;
+            out.push((id, result));
+        }
+        out
+    }
+
+    /// Waits until `id`'s state satisfies `done`, or `timeout`.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&ServiceState) -> bool,
+    ) -> Result<ServiceState> {
+        let mut rx = self.subscribe(id)?;
+        let wait = async {
+            loop {
+                let state = rx.borrow_and_update().clone();
+                if done(&state) {
+                    return Ok(state);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::NotFound {
+                        detail: format!("service `{id}` is gone"),
+                    });
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout {
+                detail: format!(
+                    "{id} is still {:?} after {} s",
+                    self.state(id).map(|s| s.state),
+                    timeout.as_secs()
+                ),
+            })?
+    }
+
+    /// Stops every service in reverse dependency order, each fully, then ends the actors and
+    /// waits for their helper tasks (the log pumps read the last output). Control messages
+    /// after this answer that the supervisor is stopping.
+    pub async fn shutdown(&self) {
+        for service in self.services.iter().rev() {
+            let (reply, done) = oneshot::channel();
+            if service.tx.send(Control::Shutdown(reply)).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+        let actors = std::mem::take(
+            &mut *self
+                .actors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for actor in actors {
+            let _ = actor.await;
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(PUMP_DRAIN, self.tasks.wait()).await;
+    }
+
+    /// `id`'s dependencies, transitively, dependencies first.
+    fn dependencies(&self, id: &str) -> Vec<String> {
+        fn visit(sup: &Supervisor, id: &str, out: &mut Vec<String>) {
+            let Ok(service) = sup.get(id) else { return };
+            let depends_on = service.def.borrow().contract.depends_on.clone();
+            for dep in &depends_on {
+                if !out.contains(dep) {
+                    visit(sup, dep, out);
+                    out.push(dep.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        visit(self, id, &mut out);
+        out
+    }
+}

@@ -1,0 +1,230 @@
+//! Getting a service ready to run and spawning it: waiting for its dependencies, checking its
+//! ports, expanding its secrets, creating its data folder and running its one-time setup, then
+//! the spawn itself (from the spawner thread, in its own process group, as the service user).
+
+use std::sync::Arc;
+
+use kojibox_config::definition::{Definition, Resolved};
+use kojibox_manifests::model::{LogLevel, ServiceStatus};
+use kojibox_proc::{SpawnSpec, Spawned};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::exit::describe;
+use crate::logs::LogSink;
+
+/// What preparing a spawn came to.
+pub(crate) enum Prepared {
+    Spawned(Spawned),
+    SpawnFailed(String),
+    DependencyFailed(String),
+    /// Stopped meanwhile; a process spawned in the last moment is ended.
+    Cancelled(Option<Spawned>),
+}
+
+/// Runs short blocking work (settings files, the registry lock, the secret store) from the
+/// actor: on a multi-threaded runtime the worker is handed over meanwhile, so other tasks go on.
+pub(crate) fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// Waits for dependencies, checks ports, runs one-time setup, then spawns.
+pub(crate) async fn prepare(
+    def: Arc<Definition>,
+    ctx: Arc<Context>,
+    logs: Arc<LogSink>,
+    cancel: CancellationToken,
+) -> Prepared {
+    for dep in &def.contract.depends_on {
+        let Some(mut rx) = ctx.states.get().and_then(|states| states.get(dep)).cloned() else {
+            return Prepared::DependencyFailed(format!("dependency {dep} is not installed"));
+        };
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state.state {
+                ServiceStatus::Running => break,
+                ServiceStatus::Error => {
+                    return Prepared::DependencyFailed(format!(
+                        "dependency {dep} failed: {}",
+                        state.last_error.unwrap_or_default()
+                    ));
+                }
+                ServiceStatus::Stopped | ServiceStatus::Stopping => {
+                    return Prepared::DependencyFailed(format!("dependency {dep} is not running"));
+                }
+                ServiceStatus::Starting => {}
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Prepared::Cancelled(None),
+                changed = rx.changed() => if changed.is_err() {
+                    return Prepared::DependencyFailed(format!("dependency {dep} is gone"));
+                },
+            }
+        }
+    }
+    if cancel.is_cancelled() {
+        return Prepared::Cancelled(None);
+    }
+    if let Some(conflict) = port_conflict(&def) {
+        return Prepared::SpawnFailed(conflict);
+    }
+    let resolved = {
+        let vault = &ctx.vault;
+        match off_the_workers(|| def.resolve(&mut |name| vault.resolve(name).map_err(Error::from)))
+        {
+            Ok(resolved) => resolved,
+            Err(e) => return Prepared::SpawnFailed(e.to_string()),
+        }
+    };
+    logs.redact(resolved.secrets.clone());
+    if let Err(why) = prepare_data(&def, &resolved, &ctx, &logs, &cancel).await {
+        return if cancel.is_cancelled() {
+            Prepared::Cancelled(None)
+        } else {
+            Prepared::SpawnFailed(why)
+        };
+    }
+    let spec = spawn_spec(
+        &resolved,
+        &def,
+        &ctx,
+        def.program.clone(),
+        resolved.args.clone(),
+    );
+    match ctx.spawner.spawn(spec).await {
+        Ok(spawned) if cancel.is_cancelled() => Prepared::Cancelled(Some(spawned)),
+        Ok(spawned) => Prepared::Spawned(spawned),
+        Err(e) => Prepared::SpawnFailed(e.to_string()),
+    }
+}
+
+/// What to spawn for `def`: `program` with `args`, in its environment, folder and user.
+fn spawn_spec(
+    resolved: &Resolved,
+    def: &Definition,
+    ctx: &Context,
+    program: std::path::PathBuf,
+    args: Vec<String>,
+) -> SpawnSpec {
+    SpawnSpec {
+        program,
+        args,
+        env: resolved
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cwd: def.contract.cwd.clone().into(),
+        user: ctx.user.clone(),
+    }
+}
+
+/// Creates the data folder (owned by the service user) and runs the setup steps when it is
+/// empty: their output goes to the service log.
+async fn prepare_data(
+    def: &Definition,
+    resolved: &Resolved,
+    ctx: &Context,
+    logs: &Arc<LogSink>,
+    cancel: &CancellationToken,
+) -> std::result::Result<(), String> {
+    let dir = &def.data_dir;
+    let fresh = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+    if fresh {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        if let Some(user) = &ctx.user {
+            kojibox_proc::chown_tree(dir, user).map_err(|e| {
+                format!(
+                    "could not give {} to user {}: {e}",
+                    dir.display(),
+                    user.name
+                )
+            })?;
+        }
+    }
+    if !fresh || resolved.setup.is_empty() {
+        return Ok(());
+    }
+    for (n, argv) in resolved.setup.iter().enumerate() {
+        // Named as written (placeholders, not secret values).
+        let written = def.setup.get(n).unwrap_or(argv);
+        let step = format!("setup step {} ({})", n + 1, written.join(" "));
+        logs.note(LogLevel::Info, format!("running {step}"));
+        let program = std::path::Path::new(&argv[0]);
+        let program = if program.is_absolute() {
+            program.to_owned()
+        } else {
+            ctx.home.join(program)
+        };
+        let spec = spawn_spec(resolved, def, ctx, program, argv[1..].to_vec());
+        let spawned = ctx
+            .spawner
+            .spawn(spec)
+            .await
+            .map_err(|e| format!("{step}: {e}"))?;
+        let Spawned { mut child, pid, .. } = spawned;
+        let out = child.stdout.take().map(|o| {
+            ctx.tasks
+                .spawn(crate::logs::pump(o, "stdout", pid, Arc::clone(logs)))
+        });
+        let err = child.stderr.take().map(|e| {
+            ctx.tasks
+                .spawn(crate::logs::pump(e, "stderr", pid, Arc::clone(logs)))
+        });
+        let status = tokio::select! {
+            status = child.wait() => status,
+            () = cancel.cancelled() => {
+                kojibox_proc::terminate_group(pid, def.stop_timeout).await;
+                let _ = child.wait().await;
+                return Err(format!("{step}: cancelled"));
+            }
+        };
+        for pump in [out, err].into_iter().flatten() {
+            let _ = pump.await;
+        }
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                // Leave an empty data folder behind so the next start runs setup again.
+                let _ = clear_dir(&def.data_dir);
+                return Err(format!("{step} {}: {}", describe(s), logs.last_lines(3)));
+            }
+            Err(e) => return Err(format!("{step}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn clear_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// `Some(detail)` when one of the service's ports is taken, naming it and its owner.
+pub(crate) fn port_conflict(def: &Definition) -> Option<String> {
+    def.contract.ports.iter().find_map(|p| {
+        kojibox_config::ports::describe_busy(
+            def.id(),
+            &p.name,
+            p.port,
+            kojibox_proc::check_tcp_port(p.port),
+        )
+    })
+}
