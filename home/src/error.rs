@@ -112,9 +112,11 @@ impl ToApi for Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 ErrorCode::PermissionDenied
             }
-            Error::Io { .. } | Error::Corrupt { .. } => ErrorCode::Internal,
+            Error::Io { .. } | Error::Corrupt { .. } | Error::Internal { .. } => {
+                ErrorCode::Internal
+            }
             Error::Busy(_) => ErrorCode::Busy,
-            Error::Invalid { .. } | Error::Internal { .. } => ErrorCode::ValidationFailed,
+            Error::Invalid { .. } => ErrorCode::ValidationFailed,
         }
     }
 

@@ -47,12 +47,12 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_task_is_an_internal_error() {
         let err = blocking::<(), Error>(|| panic!("boom")).await.unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ValidationFailed, "{err}");
+        assert_eq!(err.code(), ErrorCode::Internal, "{err}");
         let tasks = TaskTracker::new();
         let err = detached::<(), Error>(&tasks, async { panic!("boom") })
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::ValidationFailed, "{err}");
+        assert_eq!(err.code(), ErrorCode::Internal, "{err}");
         assert!(
             err.to_string().contains("a background task failed"),
             "{err}"

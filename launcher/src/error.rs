@@ -95,7 +95,8 @@ impl ToApi for Error {
     fn code(&self) -> ErrorCode {
         match self {
             Error::Unavailable { .. } => ErrorCode::MethodNotFound,
-            Error::Invalid { .. } | Error::Internal { .. } => ErrorCode::ValidationFailed,
+            Error::Invalid { .. } => ErrorCode::ValidationFailed,
+            Error::Internal { .. } => ErrorCode::Internal,
             Error::PortConflict { .. } => ErrorCode::PortConflict,
             other => other.inner().map_or(ErrorCode::Internal, ToApi::code),
         }

@@ -172,6 +172,10 @@ impl Actor {
 
     fn control(&mut self, control: Control) {
         match control {
+            // Asked to end: whatever comes after it starts nothing (it would prolong the stop).
+            Control::Start(reply) | Control::Restart(reply) if self.shutdown.is_some() => {
+                let _ = reply.send(Err(Error::ShuttingDown));
+            }
             Control::Start(reply) => {
                 let result = self.start(Input::Start);
                 let _ = reply.send(result);

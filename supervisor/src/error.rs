@@ -42,10 +42,10 @@ pub enum Error {
         /// Which one, and why.
         detail: String,
     },
-    /// The supervisor is stopping: nothing starts any more.
-    #[error("Service is shutting down: the supervisor is stopping")]
+    /// The supervisor is stopping its services: nothing starts any more (`BUSY`, retryable).
+    #[error("kojibox is shutting down: its services are being stopped and none starts now")]
     ShuttingDown,
-    /// A wait ran out of time.
+    /// A wait ran out of time (`BUSY`, retryable).
     #[error("Timed out: {detail}")]
     Timeout {
         /// What was awaited.
@@ -83,7 +83,7 @@ impl ToApi for Error {
             Error::PortConflict { .. } => ErrorCode::PortConflict,
             Error::PermissionDenied { .. } => ErrorCode::PermissionDenied,
             Error::DependencyFailed { .. } => ErrorCode::DependencyFailed,
-            Error::ShuttingDown | Error::Timeout { .. } => ErrorCode::ValidationFailed,
+            Error::ShuttingDown | Error::Timeout { .. } => ErrorCode::Busy,
         }
     }
 
@@ -96,7 +96,7 @@ impl ToApi for Error {
             Error::PortConflict { .. } => "Requested port is already in use",
             Error::PermissionDenied { .. } => "Insufficient permission",
             Error::DependencyFailed { .. } => "A dependency failed",
-            Error::ShuttingDown => "Service is shutting down",
+            Error::ShuttingDown => "Shutting down",
             Error::Timeout { .. } => "Timed out",
         })
     }
@@ -106,7 +106,11 @@ impl ToApi for Error {
             Error::Home(e) => e.detail(),
             Error::Config(e) => e.detail(),
             Error::Secrets(e) => e.detail(),
-            Error::ShuttingDown => "the supervisor is stopping".into(),
+            Error::ShuttingDown => {
+                "kojibox is stopping its services and starts none now: try again once it runs \
+                 again (kojibox up)"
+                    .into()
+            }
             Error::Timeout { detail } => detail.clone(),
             other => other.to_string(),
         }

@@ -34,6 +34,7 @@ pub mod logs;
 mod services;
 mod spawn;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -88,6 +89,8 @@ pub struct Supervisor {
     actors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The actors' helper tasks (log pumps, ending a process spawned as a start was cancelled).
     tasks: TaskTracker,
+    /// Set when [`Supervisor::shutdown`] begins: from then on nothing starts.
+    closing: AtomicBool,
 }
 
 impl Supervisor {
@@ -191,6 +194,7 @@ impl Supervisor {
                 services,
                 actors: std::sync::Mutex::new(actors),
                 tasks,
+                closing: AtomicBool::new(false),
             },
             notes,
         ))
@@ -233,15 +237,20 @@ impl Supervisor {
     }
 
     /// `services.start`: starts its stopped dependencies first, then the service; answers at
-    /// once (`starting`), before the health check passes.
+    /// once (`starting`), before the health check passes. While the supervisor shuts down it
+    /// answers [`Error::ShuttingDown`] and starts nothing.
     pub async fn start_service(&self, id: &str) -> Result<ServiceState> {
         let service = self.get(id)?;
+        self.open()?;
         for dep in self.dependencies(id) {
             let dep_service = self.get(&dep)?;
             let state = dep_service.state.borrow().state;
             if matches!(state, ServiceStatus::Stopped | ServiceStatus::Error)
                 && let Err(e) = ask(&dep_service.tx, Control::Start).await?
             {
+                if matches!(e, Error::ShuttingDown) {
+                    return Err(e);
+                }
                 let detail = format!("{id} needs {dep}, which could not start: {e}");
                 ask(&service.tx, |reply| Control::Fail(detail.clone(), reply)).await?;
                 return Err(Error::DependencyFailed { detail });
@@ -255,9 +264,10 @@ impl Supervisor {
         ask(&self.get(id)?.tx, Control::Stop).await
     }
 
-    /// `services.restart`.
+    /// `services.restart`; while the supervisor shuts down, [`Error::ShuttingDown`].
     pub async fn restart_service(&self, id: &str) -> Result<ServiceState> {
         let service = self.get(id)?;
+        self.open()?;
         if matches!(
             service.state.borrow().state,
             ServiceStatus::Stopped | ServiceStatus::Error
@@ -349,6 +359,7 @@ impl Supervisor {
     /// waits for their helper tasks (the log pumps read the last output). Control messages
     /// after this answer that the supervisor is stopping.
     pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         for service in self.services.iter().rev() {
             let (reply, done) = oneshot::channel();
             if service.tx.send(Control::Shutdown(reply)).await.is_ok() {
@@ -366,6 +377,19 @@ impl Supervisor {
         }
         self.tasks.close();
         let _ = tokio::time::timeout(PUMP_DRAIN, self.tasks.wait()).await;
+    }
+
+    /// `Ok` unless the supervisor is shutting down ([`Error::ShuttingDown`]: nothing starts).
+    fn open(&self) -> Result<()> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Whether [`Supervisor::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// `id`'s dependencies, transitively, dependencies first.

@@ -580,3 +580,85 @@ async fn a_busy_default_port_moves_to_the_next_free_one_once_and_then_stays() {
     );
     sup_shutdown(again).await;
 }
+
+/// While the supervisor shuts down, a start or a restart answers `BUSY` (retryable) and starts
+/// nothing: neither a service that is still stopping (which would prolong the shutdown) nor one
+/// that is already stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_and_restarts_during_shutdown_answer_busy_and_start_nothing() {
+    use kojibox_home::ToApi;
+    let stubborn =
+        r#"date +%s%N >> "$DATA/spawns"; trap '' TERM; echo ready; while :; do sleep 1; done"#;
+    let idle = r#"date +%s%N >> "$DATA/spawns"; exec sleep 300"#;
+    let h = harness(&[
+        Fixture::new("slow", stubborn).template(|t| t.stop_timeout_ms = Some(1500)),
+        Fixture::new("idle", idle),
+    ])
+    .await;
+    h.sup.start_service("slow").await.unwrap();
+    h.running("slow").await;
+    assert!(
+        eventually(WAIT, || h.log("slow").contains(&"ready".to_owned())).await,
+        "the trap must be set before the shutdown"
+    );
+    let started = Instant::now();
+    let (_, answers) = tokio::join!(h.sup.shutdown(), async {
+        // The shutdown is under way: `slow` ignores SIGTERM for 1.5 s.
+        assert!(
+            eventually(WAIT, || h.sup.state("slow").unwrap().state
+                == ServiceStatus::Stopping)
+            .await
+        );
+        vec![
+            h.sup.restart_service("slow").await,
+            h.sup.start_service("slow").await,
+            h.sup.start_service("idle").await,
+            h.sup.restart_service("idle").await,
+        ]
+    });
+    let took = started.elapsed();
+    for answer in answers {
+        let err = answer.expect_err("nothing starts while shutting down");
+        let api = err.to_api(ErrorSource::Services, "2026-01-01T00:00:00Z");
+        assert_eq!(api.code, ErrorCode::Busy, "{api:?}");
+        assert!(api.retryable, "{api:?}");
+    }
+    assert!(
+        took < Duration::from_secs(4),
+        "the shutdown was not prolonged by a restart: {took:?}"
+    );
+    assert_eq!(
+        read_ns(&h.data("slow", "spawns")).len(),
+        1,
+        "slow spawned once"
+    );
+    assert!(
+        read_ns(&h.data("idle", "spawns")).is_empty(),
+        "idle never spawned"
+    );
+    assert_eq!(h.sup.state("slow").unwrap().state, ServiceStatus::Stopped);
+    assert_eq!(h.sup.state("idle").unwrap().state, ServiceStatus::Stopped);
+}
+
+/// A wait that runs out of time is `BUSY` (retryable: the same wait may succeed later), never a
+/// validation error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_that_times_out_is_busy_and_retryable() {
+    use kojibox_home::ToApi;
+    let h = harness(&[Fixture::new("idle", "exec sleep 300")]).await;
+    let err = h
+        .sup
+        .wait_for("idle", Duration::from_millis(100), |s| {
+            s.state == ServiceStatus::Running
+        })
+        .await
+        .unwrap_err();
+    let api = err.to_api(ErrorSource::Services, "2026-01-01T00:00:00Z");
+    assert_eq!(
+        (api.code, api.retryable),
+        (ErrorCode::Busy, true),
+        "{api:?}"
+    );
+    assert!(api.detail.contains("idle is still"), "{api:?}");
+    sup_shutdown(h.sup).await;
+}
