@@ -40,7 +40,9 @@ impl Ui {
         }
     }
 
-    /// A line for the user (printed above the bars, or plainly).
+    /// A line for the user (printed above the bars, or plainly). `Ui` is the build's terminal,
+    /// which the binary hands in: printing is its whole job.
+    #[allow(clippy::print_stderr)]
     pub fn line(&self, text: &str) {
         if self.interactive {
             let _ = self.multi.println(text);

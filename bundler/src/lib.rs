@@ -2,7 +2,6 @@
 //! and inspect.
 //!
 //! The binary (`src/main.rs`) only parses arguments and calls in here, so tests drive the same code.
-#![deny(missing_docs)]
 
 pub mod build;
 pub mod fetch;

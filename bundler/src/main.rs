@@ -1,4 +1,5 @@
 //! `kojibox-bundle`: builds signed, reproducible runtime bundles from a recipe.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

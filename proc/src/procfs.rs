@@ -21,7 +21,7 @@ pub(crate) struct Stat {
 
 impl Stat {
     /// A zombie or dead process holds no resources and runs no code: it only waits to be reaped.
-    pub fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
     }
 }

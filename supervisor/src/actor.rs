@@ -26,11 +26,11 @@ use crate::logs::LogSink;
 use crate::spawn::{Prepared, off_the_workers, port_conflict, prepare};
 
 /// Consecutive failed probes of a running service before it is unhealthy.
-pub const UNHEALTHY_AFTER: u32 = 3;
+pub(crate) const UNHEALTHY_AFTER: u32 = 3;
 /// How long a starting service may take to pass its health check.
-pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a service must stay up for earlier failures to be forgotten.
-pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 

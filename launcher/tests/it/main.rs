@@ -1,10 +1,18 @@
 //! Integration tests of the launcher: `kojibox install` and `kojibox verify` as a user runs them
 //! (the real binary, a fresh home per test), and the library functions behind the API.
+// Test helpers unwrap, print and are `pub` across the test modules.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    unreachable_pub
+)]
 
 mod adversarial;
 mod api;
 mod craft;
 mod crash;
+mod daemon;
 mod e2e_postgres;
 mod install;
 mod installer;

@@ -1,4 +1,11 @@
 //! Integration tests of the contract types: one binary, a module per concern.
+// Test helpers unwrap, print and are `pub` across the test modules.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    unreachable_pub
+)]
 
 mod contract;
 mod events;
