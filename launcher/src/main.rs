@@ -149,7 +149,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -197,4 +197,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rpc { method, params } => cli::rpc::rpc(&home, &method, params.as_deref()),
         Command::Verify => cli::verify::run(&home, json),
     }
+}
+
+/// The error and its causes, `: `-separated, each cause left out when the message before it
+/// already says it (most errors quote their source).
+fn chain(e: &anyhow::Error) -> String {
+    e.chain().skip(1).fold(e.to_string(), |text, cause| {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            text
+        } else {
+            format!("{text}: {cause}")
+        }
+    })
 }

@@ -205,8 +205,9 @@ pub fn try_generate() -> Result<SecretKey> {
 }
 
 /// Makes a new key pair and writes it as `PREFIX.key` and `PREFIX.pub` (the suffixes are
-/// appended to `prefix`, so `keys/release` gives `keys/release.key`). Refuses to overwrite
-/// either file; if writing the public key fails, the secret key file just written is removed.
+/// appended to `prefix`, so `keys/release` gives `keys/release.key`), creating the folder when it
+/// is missing. Refuses to overwrite either file; if writing the public key fails, the secret key
+/// file just written is removed.
 pub fn write_keypair(prefix: &Path) -> Result<KeyId> {
     let secret_path = with_suffix(prefix, ".key");
     let public_path = with_suffix(prefix, ".pub");
@@ -221,6 +222,13 @@ pub fn write_keypair(prefix: &Path) -> Result<KeyId> {
                 path: path.clone(),
             });
         }
+    }
+    if let Some(dir) = secret_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|source| Error::WriteKey {
+            kind: KeyKind::Secret,
+            path: secret_path.clone(),
+            source,
+        })?;
     }
     let secret = try_generate()?;
     secret.write(&secret_path)?;

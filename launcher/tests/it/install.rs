@@ -425,3 +425,30 @@ fn a_payload_folder_no_signed_index_vouches_for_is_not_trusted() {
         }
     }
 }
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let env = Env::new();
+    let bundle = env.bundle("v1", &Spec::demo("1.0.0", "1.0"));
+    let missing = env.root().join("no-such.pub");
+    let out = env.kojibox(
+        &[
+            "install".as_ref(),
+            bundle.as_os_str(),
+            "--pubkey".as_ref(),
+            missing.as_os_str(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not read public key file") && err.contains(&*missing.to_string_lossy()),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {err}"
+    );
+}

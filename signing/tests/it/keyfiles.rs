@@ -61,6 +61,15 @@ fn write_keypair_writes_a_matching_pair() {
     public.verify(b"m", &secret.sign(b"m")).unwrap();
 }
 
+#[test]
+fn write_keypair_creates_a_missing_folder() {
+    let dir = tempdir();
+    let prefix = dir.path().join("keys/nested/release");
+    let id = write_keypair(&prefix).unwrap();
+    let public = PublicKey::read(dir.path().join("keys/nested/release.pub")).unwrap();
+    assert_eq!(public.key_id(), id);
+}
+
 #[cfg(unix)]
 #[test]
 fn secret_key_files_are_created_with_mode_0600() {
