@@ -1,6 +1,6 @@
 //! The error envelope: `{"error": {code, message, detail, retryable, source, ts}}`.
 //!
-//! `code` holds the contract's five codes plus the additions listed in DESIGN.md ("Errors").
+//! `code` holds the contract's five codes plus the additions listed in `docs/design.md` ("Errors").
 //! `source` names the module that failed. Every API failure, whatever its cause, is one of these;
 //! the launcher maps its internal errors to it in one place.
 
@@ -96,9 +96,10 @@ pub enum ErrorCode {
     Forbidden,
     /// Addition: the request body is over the size cap.
     PayloadTooLarge,
-    /// Addition: an unexpected internal failure.
+    /// Addition: an unexpected internal failure (never a bad request).
     Internal,
-    /// Addition: another operation holds the resource (an install, an update); try again.
+    /// Addition: not now: another operation holds the resource (an install, an update), a wait
+    /// timed out, or kojibox is shutting down; try again.
     Busy,
 }
 

@@ -1,4 +1,4 @@
-//! The events a UI subscribes to (`spec/contract.md`, "Event Contract").
+//! The events a UI subscribes to (the contract's "Event Contract"; see `docs/api.md`).
 //!
 //! [`Event`] is the typed payload, tagged by the contract's event name. On the wire (SSE) each event
 //! goes out as `event: <name>`, `id: <n>`, `data: <payload JSON>`; [`EventEnvelope`] is the same

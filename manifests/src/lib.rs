@@ -1,7 +1,8 @@
 //! The kojibox contract as Rust types: data only, no I/O.
 //!
 //! Everything that crosses a module boundary lives here, shaped exactly as
-//! `spec/contract.md` puts it on the wire:
+//! the contract puts it on the wire (`docs/api.md`; the user's contract is committed verbatim as
+//! `manifests/tests/fixtures/contract.md`):
 //!
 //! - [`model`]: the shared data models (`RuntimeManifest` … `MetricsSnapshot`);
 //! - [`api`]: the request envelope with typed params and results for every method, and the

@@ -1,4 +1,5 @@
-//! The shared data models of the contract (`spec/contract.md`, "Shared Data Models").
+//! The shared data models of the contract ("Models" in `docs/api.md`; the user's
+//! contract is committed verbatim as `manifests/tests/fixtures/contract.md`).
 //!
 //! Every type here serializes exactly as the contract shows: camelCase keys, the contract's enum
 //! strings, and `null` for the nullable fields. Maps are `BTreeMap`s so that anything written from

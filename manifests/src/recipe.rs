@@ -1,4 +1,4 @@
-//! The bundle recipe (TOML), as DESIGN.md "Recipe" lays it out.
+//! The bundle recipe (TOML), as `docs/design.md` ("Recipes") lays it out.
 //!
 //! [`Recipe::parse`] reads a recipe in two passes. Serde first: any syntax error, unknown key or
 //! wrong type is reported by the TOML parser with its line and column. Then the rules serde

@@ -44,10 +44,12 @@ pub fn watermark(home: &Home) -> Result<Option<String>> {
 pub(crate) fn write_templates(home: &Home, signed: &Signed) -> Result<bool> {
     let mut changed = false;
     for (name, template) in &signed.index.templates {
+        // The reader refused such a name when the bundle was installed: here it can only be a
+        // stored index altered since.
         if !kojibox_manifests::recipe::is_service_id(name) {
-            return Err(Error::invalid(
-                "Invalid template name",
-                format!("{name:?} is not a service id"),
+            return Err(Error::corrupt(
+                home.index_file(&signed.index.manifest.version),
+                format!("template {name:?} is not a service id"),
             ));
         }
         let path = home.service_template(name);

@@ -1,6 +1,6 @@
 //! `POST /rpc`: `{"method", "params"}` in, `{"result"}` or `{"error"}` out.
 //!
-//! Parsing failures answer 400 (`VALIDATION_FAILED`, or `METHOD_NOT_FOUND` for an unknown
+//! Parsing failures answer 400 `VALIDATION_FAILED` (404 `METHOD_NOT_FOUND` for an unknown
 //! method) with an envelope naming what is wrong. Once a request parsed, the answer is 200 with
 //! either envelope: the envelope, not the HTTP status, says whether the call succeeded.
 //! The dispatch below lists every method of the contract without a catch-all, so a method

@@ -3,7 +3,7 @@
 //! `${port.http}`, port-checked) and `worker` (prints `tick N` every 100 ms, pid-checked).
 //! Requests go over raw sockets ([`http`]), so every header is under the test's control.
 //!
-//! - [`contract`]: every request example of `spec/contract.md`, typed results and their shape;
+//! - [`contract`]: every request example of the contract, typed results and their shape;
 //!   every method of the contract answers (a result, or `METHOD_NOT_FOUND` when not served).
 //! - [`security`]: token, Host, Origin, body cap, bad requests, the browser cookie; each refused
 //!   request is shown to have had no effect.

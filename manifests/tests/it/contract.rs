@@ -1,4 +1,4 @@
-//! Every JSON example of `spec/contract.md` parses into its typed model and serializes back to an
+//! Every JSON example of the user's contract parses into its typed model and serializes back to an
 //! equal JSON value. The examples are read from a verbatim copy of the contract committed as a
 //! fixture (checked against `../shared/spec/contract.md` when that is present), so they cannot
 //! drift from the document.

@@ -7,6 +7,7 @@
     unreachable_pub
 )]
 
+mod api_docs;
 mod contract;
 mod events;
 mod parse_errors;

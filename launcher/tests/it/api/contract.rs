@@ -1,4 +1,4 @@
-//! Every request example of `spec/contract.md` (read from the committed copy the manifests crate
+//! Every request example of the contract (read from the committed copy the manifests crate
 //! freezes), sent to the real daemon. Wired methods must answer the contract's typed result with
 //! the shape of the contract's response example (the same camelCase keys, JSON types, enum
 //! strings and nulls); every other method of the contract must answer `METHOD_NOT_FOUND` naming
