@@ -14,7 +14,12 @@ use kojibox_home::Home;
 
 /// Install kojibox runtime bundles offline and run your local development stack.
 #[derive(Parser)]
-#[command(name = "kojibox", version, about, long_about = None)]
+#[command(
+    name = "kojibox",
+    version,
+    about = "kojibox: installs runtime bundles offline, supervises services, serves the API",
+    long_about = None
+)]
 struct Cli {
     /// The home folder. Default: $KOJIBOX_HOME, else the executable's folder when a
     /// `kojibox.portable` file is beside it, else the user data folder (~/.local/share/kojibox).

@@ -488,3 +488,29 @@ fn serve_writes_a_fresh_private_token_each_start_and_sigterm_stops_everything_th
         "serve without --up starts nothing"
     );
 }
+
+/// `--help` says what kojibox is for (its first line is the user's, not a crate description)
+/// and lists the commands, the internal watchdog hidden.
+#[test]
+fn help_says_what_kojibox_does_and_hides_the_watchdog() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kojibox"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        help.lines().next(),
+        Some("kojibox: installs runtime bundles offline, supervises services, serves the API"),
+        "{help}"
+    );
+    for command in [
+        "install", "serve", "up", "down", "status", "update", "verify", "rpc",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command}: {help}"
+        );
+    }
+    assert!(!help.contains("__watchdog"), "{help}");
+}
