@@ -312,11 +312,18 @@ impl Run {
         // After a self-update restart: what ran before runs again.
         let h = self.home.clone();
         let resumed = blocking(move || {
-            let ids = kojibox_home::fs::read_json::<Vec<String>>(&h.resume_file())?;
+            let ids = kojibox_home::fs::read_json::<Vec<String>>(&h.resume_file());
             let _ = std::fs::remove_file(h.resume_file());
-            Ok::<_, kojibox_home::Error>(ids)
+            ids
         })
-        .await?;
+        .await
+        .unwrap_or_else(|e| {
+            // Never a reason not to serve: the services can be started by hand.
+            notices(Notice::Note(format!(
+                "could not read which services ran before the restart: {e}"
+            )));
+            None
+        });
         for id in resumed.unwrap_or_default() {
             if let Err(e) = supervisor.start_service(&id).await {
                 notices(Notice::CouldNotResume {
@@ -338,7 +345,12 @@ impl Run {
                 .filter(|s| matches!(s.state, ServiceStatus::Running | ServiceStatus::Starting))
                 .map(|s| s.id)
                 .collect();
-            kojibox_home::fs::write_json(&self.home.resume_file(), &running)?;
+            if let Err(e) = kojibox_home::fs::write_json(&self.home.resume_file(), &running) {
+                // The services still stop in order; the new kojibox starts none by itself.
+                notices(Notice::Note(format!(
+                    "could not record which services to start again after the restart: {e}"
+                )));
+            }
         }
         notices(Notice::Stopping);
         supervisor.shutdown().await;
