@@ -60,11 +60,6 @@ impl Error {
             detail: detail.into(),
         }
     }
-
-    /// Whether the named object does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
-    }
 }
 
 impl ToApi for Error {

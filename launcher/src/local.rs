@@ -10,11 +10,6 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Whether [`dispatch`] serves `request`.
-pub fn is_local(request: &Request) -> bool {
-    request.method().starts_with("config.") || request.method().starts_with("secrets.")
-}
-
 /// The `config:changed` a successful `request` announces: its scope and id.
 pub fn change(request: &Request) -> Option<(ConfigScope, String)> {
     match request {

@@ -97,11 +97,6 @@ impl Error {
             detail: detail.into(),
         })
     }
-
-    /// Whether another install or update holds the lock.
-    pub fn is_busy(&self) -> bool {
-        matches!(self, Error::Home(e) if e.is_busy())
-    }
 }
 
 impl ToApi for Error {

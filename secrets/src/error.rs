@@ -72,11 +72,6 @@ impl Error {
             detail: detail.into(),
         }
     }
-
-    /// Whether the secret (or the store's key) does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
-    }
 }
 
 impl ToApi for Error {

@@ -209,7 +209,7 @@ impl SecretStore {
 
     /// Saves the data key in the keyring (macOS, Windows, not portable) or the key file.
     fn save_plain_key(&self, paths: &Paths) -> Result<()> {
-        let portable = self.home.root().join("kojibox.portable").is_file();
+        let portable = self.home.portable_marker().is_file();
         if os_keyring::AVAILABLE && !portable {
             let user = self.home.root().to_string_lossy().into_owned();
             match os_keyring::set(&user, &self.key.0[..]) {

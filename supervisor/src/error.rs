@@ -65,12 +65,6 @@ impl Error {
         let io = kojibox_home::Error::io(action, path);
         move |source| Error::Home(io(source))
     }
-
-    /// Whether the service does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
-            || matches!(self, Error::Config(e) if e.is_not_found())
-    }
 }
 
 impl ToApi for Error {

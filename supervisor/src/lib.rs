@@ -387,11 +387,6 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Whether [`Supervisor::shutdown`] has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.closing.load(Ordering::SeqCst)
-    }
-
     /// `id`'s dependencies, transitively, dependencies first.
     fn dependencies(&self, id: &str) -> Vec<String> {
         fn visit(sup: &Supervisor, id: &str, out: &mut Vec<String>) {
