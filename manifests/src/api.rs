@@ -151,10 +151,11 @@ for_each_method!(define_api);
 pub const ADDITIONS: &[&str] = &["services.describe", "services.up", "updater.rollback"];
 
 impl Request {
-    /// Parses a request body, naming what is wrong when it cannot.
+    /// Parses a request body, naming what is wrong when it cannot; an object with a key twice
+    /// is refused (see [`crate::strict`]).
     pub fn from_slice(body: &[u8]) -> Result<Request, RequestError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
+        let value =
+            crate::strict::from_slice(body).map_err(|e| RequestError::Malformed(e.to_string()))?;
         Request::from_value(value)
     }
 

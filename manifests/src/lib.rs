@@ -25,6 +25,7 @@ pub mod event;
 pub mod model;
 pub mod recipe;
 pub mod schema;
+pub mod strict;
 
 pub use api::{Method, Request, RequestError, Response};
 pub use error::{ApiError, ErrorCode, ErrorSource};
