@@ -11,7 +11,7 @@ use crate::validate::invalid;
 
 /// `config.getApp`.
 pub fn get_app(home: &Home) -> Result<AppConfig> {
-    let stored: Option<AppConfig> = read_config(&home.app_config())?;
+    let stored: Option<AppConfig> = read_config(home, &home.app_config())?;
     let mut app = stored.unwrap_or(AppConfig {
         install_path: String::new(),
         update_channel: UpdateChannel::Stable,
@@ -38,7 +38,7 @@ pub fn set_app(home: &Home, app: &AppConfig) -> Result<()> {
         ..app.clone()
     };
     let _lock = home.lock_wait(LockName::Config)?;
-    Ok(write_json(&home.app_config(), &app)?)
+    Ok(write_json(home, &home.app_config(), &app)?)
 }
 
 /// Whether two paths name the same folder (resolving links when both exist).

@@ -12,6 +12,13 @@
 //! `${secret.<key>}` (and `${secret.<scope>.<key>}`) expand only at spawn time
 //! ([`Definition::resolve`]): the definition, `services.describe` and every file keep the
 //! placeholder, never the value.
+//!
+//! `${secretfile.<name>}` (setup commands only, for programs that read a password from a file,
+//! such as `initdb --pwfile`) expands to the path of a file holding that secret:
+//! `runtime/data/.<id>.secrets/<name>` ([`Definition::secret_files_dir`]). The supervisor writes
+//! it (0400 in a 0700 folder, both owned by the service's user) just before the setup commands
+//! run and removes the folder when they end, whatever the outcome, and at the next start if the
+//! daemon died meanwhile. Elsewhere it is an error: a running service would find no file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -42,6 +49,9 @@ pub struct Definition {
     pub data_dir: PathBuf,
     /// Whether `up` starts it.
     pub enabled: bool,
+    /// Secrets (scope `service`) made at the first start when missing (the template's
+    /// `generateSecrets`).
+    pub generate_secrets: Vec<String>,
     /// Args, env and setup before expansion, with the values of the placeholders other than
     /// secrets: [`Definition::resolve`] expands them again, secrets included, at spawn time.
     raw: Raw,
@@ -66,6 +76,9 @@ pub struct Resolved {
     pub setup: Vec<Vec<String>>,
     /// The secret values used, for the log to redact.
     pub secrets: Vec<String>,
+    /// The files `${secretfile.*}` in setup names, with their contents: written for the setup
+    /// commands and removed after them.
+    pub secret_files: Vec<(PathBuf, String)>,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -84,10 +97,17 @@ impl Definition {
 
     /// Whether args, env or setup use a secret.
     pub fn uses_secrets(&self) -> bool {
-        let uses = |v: &String| v.contains("${secret.");
+        let uses = |v: &String| v.contains("${secret.") || v.contains("${secretfile.");
         self.raw.args.iter().any(uses)
             || self.raw.env.values().any(uses)
             || self.raw.setup.iter().flatten().any(uses)
+    }
+
+    /// Where the setup commands' `${secretfile.*}` files are: `runtime/data/.<id>.secrets`
+    /// (beside the data folder, which `initdb` and the like want empty; no id starts with `.`).
+    pub fn secret_files_dir(&self) -> PathBuf {
+        self.data_dir
+            .with_file_name(format!(".{}.secrets", self.id()))
     }
 
     /// Expands args, env and setup for a spawn; `secret` gives a secret's value by the name
@@ -97,6 +117,8 @@ impl Definition {
         secret: &mut dyn FnMut(&str) -> std::result::Result<Option<String>, E>,
     ) -> std::result::Result<Resolved, E> {
         let mut used = Vec::new();
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        let files_dir = self.secret_files_dir();
         let mut failure: Option<E> = None;
         let mut lookup = |name: &str| match secret(name) {
             Ok(Some(value)) => {
@@ -123,13 +145,24 @@ impl Definition {
             }
         };
         let vars = &self.raw.vars;
+        let id = self.id();
         let mut one = |value: &str, what: &str| {
-            expand_with(value, vars, &mut lookup).map_err(|e| {
-                Error::invalid(
-                    "Invalid service definition",
-                    format!("{} {what}: {e}", self.id()),
-                )
+            let in_setup = what == "setup";
+            expand_secrets(value, vars, &mut |kind, name| {
+                let value = lookup(name)?;
+                match kind {
+                    SecretUse::Value => Some(value),
+                    SecretUse::File if in_setup => {
+                        let path = files_dir.join(name);
+                        if !files.iter().any(|(p, _)| p == &path) {
+                            files.push((path.clone(), value));
+                        }
+                        Some(path.to_string_lossy().into_owned())
+                    }
+                    SecretUse::File => None,
+                }
             })
+            .map_err(|e| Error::invalid("Invalid service definition", format!("{id} {what}: {e}")))
         };
         let args = self
             .raw
@@ -158,6 +191,7 @@ impl Definition {
             env,
             setup,
             secrets: used,
+            secret_files: files,
         })
     }
 }
@@ -199,9 +233,12 @@ pub fn define(
         vars.insert(format!("port.{}", p.name), p.port.to_string());
     }
     // Secrets keep their placeholder here (checked for syntax); they expand at spawn time.
+    // Secret files exist only while setup runs.
     let expand = |value: &str, what: &str| {
-        expand_with(value, &vars, &mut |name| {
-            Some(format!("${{secret.{name}}}"))
+        expand_secrets(value, &vars, &mut |kind, name| match kind {
+            SecretUse::Value => Some(format!("${{secret.{name}}}")),
+            SecretUse::File if what == "setup" => Some(format!("${{secretfile.{name}}}")),
+            SecretUse::File => None,
         })
         .map_err(|e| Error::invalid("Invalid service definition", format!("{id} {what}: {e}")))
     };
@@ -262,6 +299,7 @@ pub fn define(
             .map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis),
         data_dir,
         enabled: config.is_none_or(|c| c.enabled),
+        generate_secrets: template.generate_secrets.clone(),
         raw: Raw {
             args: raw_args,
             env: raw_env,
@@ -278,11 +316,35 @@ pub fn expand(value: &str, vars: &BTreeMap<String, String>) -> std::result::Resu
 }
 
 /// [`expand`], with `secret` giving the value of `${secret.<name>}` (by `<name>`); `None`
-/// refuses it. A secret name is checked before `secret` is asked.
+/// refuses it. A secret name is checked before `secret` is asked. `${secretfile.<name>}` is
+/// refused.
 pub fn expand_with(
     value: &str,
     vars: &BTreeMap<String, String>,
     secret: &mut dyn FnMut(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
+    expand_secrets(value, vars, &mut |kind, name| match kind {
+        SecretUse::Value => secret(name),
+        SecretUse::File => None,
+    })
+}
+
+/// How a placeholder uses a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretUse {
+    /// `${secret.<name>}`: its value.
+    Value,
+    /// `${secretfile.<name>}`: the path of a file holding it (setup commands only).
+    File,
+}
+
+/// [`expand_with`] for both kinds of secret placeholder: `secret` gives what
+/// `${secret.<name>}` or `${secretfile.<name>}` becomes; `None` refuses it (a refused secret
+/// file is named as allowed in setup commands only).
+pub fn expand_secrets(
+    value: &str,
+    vars: &BTreeMap<String, String>,
+    secret: &mut dyn FnMut(SecretUse, &str) -> Option<String>,
 ) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -297,22 +359,36 @@ pub fn expand_with(
                 .find('}')
                 .ok_or_else(|| format!("unclosed placeholder in `{value}`"))?;
             let name = &body[..end];
-            match vars.get(name) {
-                Some(v) => out.push_str(v),
-                None if name.starts_with("secret.") => {
-                    let key = &name["secret.".len()..];
+            let secret_use = [
+                ("secret.", SecretUse::Value),
+                ("secretfile.", SecretUse::File),
+            ]
+            .into_iter()
+            .find_map(|(prefix, kind)| Some((name.strip_prefix(prefix)?, kind)));
+            match (vars.get(name), secret_use) {
+                (Some(v), _) => out.push_str(v),
+                (None, Some((key, kind))) => {
+                    let prefix = &name[..name.len() - key.len()];
                     if !is_secret_name(key) {
                         return Err(format!(
-                            "`${{{name}}}` does not name a secret: use ${{secret.KEY}} or \
-                             ${{secret.SCOPE.KEY}} (scope app, project or service)"
+                            "`${{{name}}}` does not name a secret: use ${{{prefix}KEY}} or \
+                             ${{{prefix}SCOPE.KEY}} (scope app, project or service)"
                         ));
                     }
-                    match secret(key) {
-                        Some(v) => out.push_str(&v),
-                        None => return Err(format!("secret `{key}` is not available here")),
+                    match (secret(kind, key), kind) {
+                        (Some(v), _) => out.push_str(&v),
+                        (None, SecretUse::Value) => {
+                            return Err(format!("secret `{key}` is not available here"));
+                        }
+                        (None, SecretUse::File) => {
+                            return Err(format!(
+                                "`${{{name}}}` is allowed in setup commands only (the file \
+                                 exists while they run): use ${{secret.{key}}} here"
+                            ));
+                        }
                     }
                 }
-                None => {
+                (None, None) => {
                     let known: Vec<String> = vars.keys().map(|k| format!("${{{k}}}")).collect();
                     return Err(format!(
                         "unknown placeholder `${{{name}}}` (known: {})",
@@ -397,6 +473,90 @@ mod tests {
         assert_eq!(
             expand_with("$${secret.pw}", &vars, &mut |_| Some("x".into())).unwrap(),
             "${secret.pw}"
+        );
+    }
+
+    #[test]
+    fn secret_files_are_for_setup_only() {
+        let vars = BTreeMap::new();
+        let mut asked = Vec::new();
+        let out = expand_secrets(
+            "--pwfile=${secretfile.service.pw}",
+            &vars,
+            &mut |kind, name| {
+                asked.push((kind, name.to_owned()));
+                Some("/f".into())
+            },
+        )
+        .unwrap();
+        assert_eq!(out, "--pwfile=/f");
+        assert_eq!(asked, [(SecretUse::File, "service.pw".to_owned())]);
+        // Anywhere else (args, env, health): refused, naming the fix.
+        let err = expand_with("${secretfile.pw}", &vars, &mut |_| Some("x".into())).unwrap_err();
+        assert!(
+            err.contains("setup commands only") && err.contains("${secret.pw}"),
+            "{err}"
+        );
+        let err = expand_secrets("${secretfile.a b}", &vars, &mut |_, _| Some(String::new()))
+            .unwrap_err();
+        assert!(
+            err.contains("does not name a secret") && err.contains("secretfile."),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_setup_secret_file_resolves_beside_the_data_folder_and_args_refuse_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path()).unwrap();
+        let binary = ServiceBinary {
+            name: "pg".into(),
+            version: "1".into(),
+            os: "linux".into(),
+            arch: "x64".into(),
+            checksum: String::new(),
+            size: 0,
+            bin_path: "runtime/bin/pg/1/bin/pg".into(),
+            default_ports: vec![],
+            env: BTreeMap::new(),
+            args: vec![],
+        };
+        let template = ServiceTemplate {
+            setup: vec![vec![
+                "${bin}/initdb".into(),
+                "--pwfile=${secretfile.pw}".into(),
+                "${secretfile.pw}".into(),
+            ]],
+            generate_secrets: vec!["pw".into()],
+            ..ServiceTemplate::default()
+        };
+        let def = define(&home, &binary, &template, None, None).unwrap();
+        assert_eq!(def.generate_secrets, ["pw"]);
+        assert!(def.uses_secrets());
+        assert_eq!(
+            def.setup[0][1], "--pwfile=${secretfile.pw}",
+            "kept as written"
+        );
+        let resolved = def
+            .resolve::<Error>(&mut |name| Ok((name == "pw").then(|| "hunter2".to_owned())))
+            .unwrap();
+        let file = home.join("runtime/data/.pg.secrets/pw");
+        assert_eq!(resolved.setup[0][1], format!("--pwfile={}", file.display()));
+        assert_eq!(
+            resolved.secret_files,
+            [(file, "hunter2".to_owned())],
+            "listed once"
+        );
+        assert_eq!(resolved.secrets, ["hunter2"]);
+
+        let mut bad = binary.clone();
+        bad.args = vec!["--pwfile=${secretfile.pw}".into()];
+        let err = define(&home, &bad, &template, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pg args") && err.contains("setup commands only"),
+            "{err}"
         );
     }
 }

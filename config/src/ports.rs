@@ -45,12 +45,12 @@ pub fn owner(key: &str) -> &str {
 
 /// Reads the registry; none yet = empty; corrupt = an error naming it (a copy is kept aside).
 pub fn load(home: &Home) -> Result<PortRegistry> {
-    Ok(read_config(&home.port_registry())?.unwrap_or_default())
+    Ok(read_config(home, &home.port_registry())?.unwrap_or_default())
 }
 
 /// Writes the registry atomically (callers hold the `ports` lock).
 pub fn save(home: &Home, registry: &PortRegistry) -> Result<()> {
-    Ok(write_json(&home.port_registry(), registry)?)
+    Ok(write_json(home, &home.port_registry(), registry)?)
 }
 
 /// The range a registry key may take a port from.

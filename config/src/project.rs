@@ -9,12 +9,12 @@ use kojibox_manifests::recipe::is_service_id;
 
 use crate::error::{Error, Result};
 use crate::user::{mode_of, readable_by};
-use crate::validate::{STACKS, check_domain, check_id, invalid};
+use crate::validate::{STACKS, check_domain, check_folder, check_id, invalid};
 
 /// `config.getProject`.
 pub fn get_project(home: &Home, id: &str) -> Result<ProjectConfig> {
     check_id("id", id)?;
-    read_config(&home.project_config(id))?.ok_or_else(|| Error::NotFound {
+    read_config(home, &home.project_config(id))?.ok_or_else(|| Error::NotFound {
         detail: format!("no project `{id}` (see config.listProjects)"),
     })
 }
@@ -23,7 +23,7 @@ pub fn get_project(home: &Home, id: &str) -> Result<ProjectConfig> {
 pub fn list_projects(home: &Home) -> Result<Vec<ProjectConfig>> {
     let mut out = Vec::new();
     for path in project_files(home)? {
-        if let Some(project) = read_config(&path)? {
+        if let Some(project) = read_config(home, &path)? {
             out.push(project);
         }
     }
@@ -64,6 +64,15 @@ pub fn set_project(home: &Home, project: &ProjectConfig) -> Result<()> {
     if !project.domain.is_empty() {
         check_domain(&project.domain)?;
     }
+    if project.stack.is_empty() {
+        return Err(invalid(
+            "stack",
+            format!(
+                "is empty: give the project's stack, one of {}",
+                STACKS.join(", ")
+            ),
+        ));
+    }
     if !STACKS.contains(&project.stack.as_str()) {
         return Err(invalid(
             "stack",
@@ -100,7 +109,11 @@ pub fn set_project(home: &Home, project: &ProjectConfig) -> Result<()> {
             ),
         ));
     }
-    Ok(write_json(&home.project_config(&project.id), project)?)
+    Ok(write_json(
+        home,
+        &home.project_config(&project.id),
+        project,
+    )?)
 }
 
 fn check_project_path(home: &Home, path: &str) -> Result<()> {
@@ -109,11 +122,14 @@ fn check_project_path(home: &Home, path: &str) -> Result<()> {
         detail: format!("path: {why}"),
     };
     let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(refuse(format!(
-            "`{path}` is not absolute: give the project's full path"
-        )));
-    }
+    // Absolute, normalized, not `/` nor a system folder: said with this error's message.
+    check_folder("path", path).map_err(|e| match e {
+        Error::Invalid { detail, .. } => Error::Invalid {
+            message: "Invalid project path".into(),
+            detail,
+        },
+        other => other,
+    })?;
     match std::fs::metadata(p) {
         Ok(meta) if !meta.is_dir() => Err(refuse(format!("{path} is not a folder"))),
         Ok(meta) => {
@@ -122,6 +138,16 @@ fn check_project_path(home: &Home, path: &str) -> Result<()> {
                     "Path does not exist or is not readable ({path}: {e})"
                 ))
             })?;
+            // Where it really is: a link to a system folder is that folder.
+            if let Ok(real) = std::fs::canonicalize(p) {
+                let real_text = real.to_string_lossy();
+                if real_text != path
+                    && let Err(Error::Invalid { detail, .. }) = check_folder("path", &real_text)
+                {
+                    let why = detail.trim_start_matches("path: ");
+                    return Err(refuse(format!("`{path}` leads to {why}")));
+                }
+            }
             // Under root, services run as the service user: it must read the project too.
             if let Ok((Some(user), _)) = crate::user::service_user(home) {
                 let why = kojibox_proc::check_traversable(p, &user)
@@ -143,5 +169,120 @@ fn check_project_path(home: &Home, path: &str) -> Result<()> {
         Err(e) => Err(refuse(format!(
             "Path does not exist or is not readable ({path}: {e})"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kojibox_home::ToApi;
+    use kojibox_manifests::error::ErrorCode;
+
+    fn project(id: &str, path: &str, stack: &str) -> ProjectConfig {
+        ProjectConfig {
+            id: id.into(),
+            name: "My app".into(),
+            path: path.into(),
+            domain: String::new(),
+            stack: stack.into(),
+            overrides: Default::default(),
+        }
+    }
+
+    /// A home and, beside it, a project folder anyone may read (services may run as `nobody`).
+    fn setup() -> (tempfile::TempDir, Home, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(&dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(home.root()).unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for p in [dir.path(), app.as_path()] {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        let app = app.to_string_lossy().into_owned();
+        (dir, home, app)
+    }
+
+    fn refused(home: &Home, p: &ProjectConfig, field: &str, says: &str) {
+        let err = set_project(home, p).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ValidationFailed, "{err}");
+        let detail = err.detail();
+        assert!(
+            detail.starts_with(&format!("{field}: ")) && detail.contains(says),
+            "{p:?}: {detail}"
+        );
+        assert!(
+            !home.project_config(&p.id).exists(),
+            "a refused project was written"
+        );
+    }
+
+    #[test]
+    fn a_good_project_is_saved() {
+        let (_dir, home, app) = setup();
+        set_project(&home, &project("app", &app, "php")).unwrap();
+        assert_eq!(get_project(&home, "app").unwrap().path, app);
+    }
+
+    #[test]
+    fn an_empty_stack_is_refused() {
+        let (_dir, home, app) = setup();
+        refused(&home, &project("app", &app, ""), "stack", "is empty");
+    }
+
+    #[test]
+    fn a_windows_device_name_is_not_a_project_id() {
+        let (_dir, home, app) = setup();
+        for id in ["con", "nul", "aux", "prn", "com1", "lpt9"] {
+            refused(&home, &project(id, &app, "php"), "id", "device name");
+        }
+        assert!(matches!(
+            get_project(&home, "con"),
+            Err(Error::Invalid { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dangerous_or_unnormalized_paths_are_refused() {
+        let (dir, home, app) = setup();
+        let up = format!("{app}/../app");
+        let dot = format!("{app}/./");
+        for (path, says) in [
+            ("/", "root of the file system"),
+            ("/etc", "system folder /etc"),
+            ("/proc", "system folder /proc"),
+            ("/sys", "system folder /sys"),
+            ("/dev", "system folder /dev"),
+            ("/usr", "system folder /usr"),
+            ("/bin", "system folder /bin"),
+            ("/boot", "system folder /boot"),
+            ("/var", "shared folder /var"),
+            ("relative/app", "not absolute"),
+            (up.as_str(), "`..` component"),
+            (dot.as_str(), "`.` component"),
+        ] {
+            let err = set_project(&home, &project("app", path, "php")).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ValidationFailed, "{path}: {err}");
+            assert_eq!(err.message(), "Invalid project path");
+            let detail = err.detail();
+            assert!(
+                detail.starts_with("path: ") && detail.contains(says),
+                "{path}: {detail}"
+            );
+        }
+        // A link to a system folder is that folder.
+        let link = dir.path().join("etc-link");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        refused(
+            &home,
+            &project("app", &link.to_string_lossy(), "php"),
+            "path",
+            "system folder /etc",
+        );
     }
 }

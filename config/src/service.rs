@@ -21,7 +21,7 @@ use crate::validate::{check_id, invalid};
 
 /// A service's stored settings, if any.
 pub fn stored_service(home: &Home, id: &str) -> Result<Option<ServiceConfig>> {
-    Ok(read_config(&home.service_config(id))?)
+    Ok(read_config(home, &home.service_config(id))?)
 }
 
 /// `config.getService`: the stored settings, or the defaults of an installed service.
@@ -167,7 +167,7 @@ pub fn set_service(home: &Home, config: &ServiceConfig) -> Result<()> {
         }
         registry.assigned.insert(key, port);
     }
-    write_json(&home.service_config(id), config)?;
+    write_json(home, &home.service_config(id), config)?;
     crate::ports::save(home, &registry)
 }
 

@@ -27,8 +27,8 @@ pub fn new_token() -> Result<String> {
 /// Writes `api-token` then `api.json`, each atomically. The token file is mode 0600 from its
 /// creation (a temporary file is created 0600, then renamed): it is never readable by others.
 pub fn write(home: &Home, endpoint: &Endpoint, token: &str) -> Result<()> {
-    crate::fs::write_atomic(&home.token_file(), token.as_bytes())?;
-    crate::fs::write_json(&home.endpoint_file(), endpoint)
+    crate::fs::write_atomic(home, &home.token_file(), token.as_bytes())?;
+    crate::fs::write_json(home, &home.endpoint_file(), endpoint)
 }
 
 /// Reads `api.json`, if there is one.

@@ -44,6 +44,32 @@ pub enum Error {
         /// What exactly.
         detail: String,
     },
+    /// The home, or a folder above it, could be changed by someone other than the user running
+    /// kojibox and root (as ssh's `StrictModes` judges a home): nothing is written into it.
+    #[error("refusing to use the home {}: {} {detail}; {fix}", home.display(), path.display())]
+    UnsafeHome {
+        /// The home.
+        home: PathBuf,
+        /// The folder at fault (the home or one above it).
+        path: PathBuf,
+        /// What is wrong with it (`is writable by others (mode 0777)`).
+        detail: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// A link, or anything but a plain folder or file, where kojibox writes inside its home:
+    /// never followed, never removed.
+    #[error(
+        "{} is {what}: kojibox never writes through a link planted in its home; remove it (and \
+         find out who put it there), then try again",
+        path.display()
+    )]
+    Planted {
+        /// The path found.
+        path: PathBuf,
+        /// What it is (`a symbolic link`, `a hard link to another file`, `not a folder`).
+        what: &'static str,
+    },
     /// A background task failed unexpectedly (it panicked or was cancelled).
     #[error("Internal failure: {detail}")]
     Internal {
@@ -112,6 +138,7 @@ impl ToApi for Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 ErrorCode::PermissionDenied
             }
+            Error::UnsafeHome { .. } | Error::Planted { .. } => ErrorCode::PermissionDenied,
             Error::Io { .. } | Error::Corrupt { .. } | Error::Internal { .. } => {
                 ErrorCode::Internal
             }
@@ -126,6 +153,8 @@ impl ToApi for Error {
                 "Insufficient permission"
             }
             Error::Io { .. } => "A file operation failed",
+            Error::UnsafeHome { .. } => "The home is not safe to use",
+            Error::Planted { .. } => "A link was planted in the home",
             Error::Corrupt { .. } => "A stored file is corrupt",
             Error::Busy(_) => "Another operation is in progress",
             Error::Invalid { message, .. } => return Cow::Borrowed(message),

@@ -2,8 +2,11 @@
 //!
 //! - [`layout`]: [`Home`], how it is chosen, and one method per file or folder inside it;
 //! - [`lock`]: the home's named locks ([`LockName`]) and the order they are taken in;
-//! - [`fs`]: durable writes (temporary file, fsync, rename, fsync of the folder) and reads that
-//!   name a corrupt file instead of resetting it;
+//! - [`fs`]: durable writes (temporary file, fsync, rename, fsync of the folder) that never
+//!   follow a link planted in the home, and reads that name a corrupt file instead of resetting
+//!   it;
+//! - [`perms`]: who may change a home (refused as ssh's `StrictModes` refuses) and the modes of
+//!   the folders kojibox creates;
 //! - [`settings`]: the settings that are not the contract's (`app/config/settings.json`);
 //! - [`endpoint`]: how a CLI finds the running daemon (`app/state/api.json`, `api-token`);
 //! - [`error`]: the home's [`Error`], and [`ToApi`], the one way any kojibox error becomes the
@@ -19,6 +22,7 @@ pub mod fault;
 pub mod fs;
 pub mod layout;
 pub mod lock;
+pub mod perms;
 pub mod settings;
 pub mod task;
 

@@ -116,15 +116,10 @@ impl Home {
     }
 
     fn open_lock(&self, name: LockName<'_>) -> Result<(PathBuf, File)> {
-        let state = self.state();
-        std::fs::create_dir_all(&state).map_err(Error::io("create folder", &state))?;
+        // Through the home's checks: every command that changes a home takes a lock first, so an
+        // unsafe home is refused here before anything is written.
         let path = self.lock_file(name);
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
+        let file = crate::fs::open_private(self, &path)?;
         Ok((path, file))
     }
 }

@@ -18,9 +18,15 @@ pub struct Settings {
     /// The bundle `installer.start` installs (a path, absolute or home-relative).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub install_source: Option<String>,
-    /// The user services run as when kojibox runs as root (default `nobody`).
+    /// The one user every service runs as when kojibox runs as root. Default: none, each
+    /// service gets a user of its own (see `kojibox_proc::own_service_user`); a user named here
+    /// is shared by every service, so they can read each other's environment and data.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_user: Option<String>,
+    /// Accepts `serviceUser` `root` (or any uid 0 user): services then run with every privilege.
+    /// Refused without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_root_services: bool,
     /// Where the API listens (a loopback `address:port`; default `127.0.0.1:0`, any free port).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,

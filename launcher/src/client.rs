@@ -142,6 +142,38 @@ impl Client {
         })
     }
 
+    /// A one-time browser login (`POST /session/login`): the dashboard URL with the code in its
+    /// fragment, and when the code expires.
+    pub fn login(&self) -> Result<(String, String), ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/session/login", self.endpoint.url))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|source| ClientError::Transport {
+                what: "The daemon did not answer",
+                source,
+            })?;
+        let status = response.status();
+        let body: Value = response.json().map_err(|source| ClientError::Transport {
+            what: "The daemon's answer is not JSON",
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(ClientError::BadAnswer {
+                what: "The daemon refused a login",
+                detail: body.to_string(),
+            });
+        }
+        match (body["url"].as_str(), body["expiresAt"].as_str()) {
+            (Some(url), Some(expires)) => Ok((url.to_owned(), expires.to_owned())),
+            _ => Err(ClientError::BadAnswer {
+                what: "Unexpected answer",
+                detail: body.to_string(),
+            }),
+        }
+    }
+
     /// Calls a method with typed params and result.
     pub fn call<M: Method>(&self, params: &M::Params) -> Result<M::Output, ClientError> {
         let params = serde_json::to_value(params).map_err(|e| ClientError::BadAnswer {

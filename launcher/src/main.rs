@@ -138,6 +138,15 @@ enum Command {
         #[arg(long, value_name = "ID")]
         since: Option<u64>,
     },
+    /// Open the daemon's page in the browser, signed in with a one-time login.
+    ///
+    /// The address carries a code that works once, for two minutes; the page trades it for a
+    /// session of its own (the API token never reaches the browser).
+    Dashboard {
+        /// Print the address instead of opening a browser (scripts, remote shells).
+        #[arg(long)]
+        print_url: bool,
+    },
     /// Internal: the daemon's watchdog (ends service groups if the daemon dies).
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
@@ -151,6 +160,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything holds a key, a token or a passphrase, and before any thread exists.
+    if let Err(e) = kojibox_proc::limits::forbid_core_dumps() {
+        eprintln!("warning: could not turn core dumps off: {e}");
+    }
+    cli::passphrase::take_from_environment();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -201,6 +215,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Events { filters, since } => cli::events::events(&home, &filters, since),
         Command::Rpc { method, params } => cli::rpc::rpc(&home, &method, params.as_deref()),
         Command::Verify => cli::verify::run(&home, json),
+        Command::Dashboard { print_url } => cli::dashboard::dashboard(&home, print_url, json),
     }
 }
 

@@ -77,8 +77,15 @@ pub struct ServiceTemplate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
     /// One-time commands (argv lists) run before the first start, when the data folder is empty.
+    /// Besides the other placeholders they may use `${secretfile.<name>}`: the path of a file
+    /// holding that secret, private to the service's user (0400), there only while they run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<Vec<String>>,
+    /// Secrets (keys, in scope `service`) made at the service's first start when they are not
+    /// set: 32 random letters and digits, stored like any other secret, e.g. a database
+    /// superuser's password that setup and clients then use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generate_secrets: Vec<String>,
     /// How long a stop waits after SIGTERM before SIGKILL (default 10 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout_ms: Option<u64>,
@@ -423,6 +430,23 @@ impl Recipe {
                     return Err((
                         at(&[Key("definition"), Key("dependsOn"), Index(d)]),
                         format!("`{}` depends on unknown service `{dep}`", service.name),
+                    ));
+                }
+            }
+            for (g, key) in service.definition.generate_secrets.iter().enumerate() {
+                let valid = !key.is_empty()
+                    && key.len() <= 128
+                    && !key.starts_with('.')
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if !valid {
+                    return Err((
+                        at(&[Key("definition"), Key("generateSecrets"), Index(g)]),
+                        format!(
+                            "`{key}` is not a secret key: letters, digits, `_`, `-` and `.`, \
+                             at most 128, not starting with `.`"
+                        ),
                     ));
                 }
             }

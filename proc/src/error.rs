@@ -99,6 +99,24 @@ pub enum Error {
         database: PathBuf,
     },
 
+    /// Every uid kojibox gives its services is taken.
+    #[error(
+        "every uid kojibox gives its services ({first}-{last}) is taken in {passwd} or {group} \
+         or by a running process; remove homes that are no longer used, or set `serviceUser` in \
+         app/config/settings.json to run every service as one existing user",
+        passwd = .passwd.display(), group = .group.display()
+    )]
+    NoFreeServiceId {
+        /// The range's first uid.
+        first: u32,
+        /// The range's last uid.
+        last: u32,
+        /// The user database.
+        passwd: PathBuf,
+        /// The group database.
+        group: PathBuf,
+    },
+
     /// A file could not be read or inspected.
     #[error("could not read {path}: {source}", path = .path.display())]
     Io {

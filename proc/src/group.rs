@@ -35,12 +35,12 @@ pub struct Termination {
 
 /// How long to wait for the kernel to finish processes after SIGKILL.
 #[cfg(unix)]
-const AFTER_KILL: Duration = Duration::from_secs(2);
+pub(crate) const AFTER_KILL: Duration = Duration::from_secs(2);
 /// The first and the longest pause between two checks of the group.
 #[cfg(unix)]
-const POLL_MIN: Duration = Duration::from_millis(2);
+pub(crate) const POLL_MIN: Duration = Duration::from_millis(2);
 #[cfg(unix)]
-const POLL_MAX: Duration = Duration::from_millis(50);
+pub(crate) const POLL_MAX: Duration = Duration::from_millis(50);
 
 /// Sends `signal` to every process of group `pgid`. A group that no longer exists is not an
 /// error. Refuses pgid 0 and 1 and the caller's own group (any of those would hit far more than a
@@ -176,7 +176,7 @@ async fn wait_until_gone(pgid: u32, deadline: Instant) -> bool {
 /// the group exists, it may hold only zombies, which `/proc` tells apart (the leader first, so the
 /// common case reads one file instead of scanning every process).
 #[cfg(unix)]
-fn group_running(pgid: u32) -> bool {
+pub(crate) fn group_running(pgid: u32) -> bool {
     let Some(pid) = to_pid(pgid) else {
         return false;
     };
@@ -197,7 +197,7 @@ fn group_running(pgid: u32) -> bool {
 
 /// The running members of group `pgid`, for the report (Linux; elsewhere the group id itself).
 #[cfg(unix)]
-fn running_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn running_members(pgid: u32) -> Vec<u32> {
     #[cfg(target_os = "linux")]
     {
         crate::procfs::group_members(pgid)

@@ -15,6 +15,12 @@
 //!   SIGKILL), it kills every group it still knows, so a service's own children die too.
 //! - **Stopping** ([`terminate_group`]). SIGTERM to the group, wait until none of its processes
 //!   runs (zombies do not count: they hold nothing), SIGKILL after the grace period.
+//! - **Containment** ([`Containment`], [`terminate_scope`]). A process group is not a boundary: a
+//!   double fork plus `setsid` leaves it. Each service also gets a cgroup v2 leaf of its own
+//!   (`cgroup.kill` on stop) where the daemon may create cgroups, else the daemon becomes child
+//!   subreaper and finds a service's processes by the marker [`MARKER_VAR`] they inherit; the
+//!   next daemon ends what an earlier one left, escaped processes included
+//!   ([`Containment::reap_escaped`]). See `cgroup.rs` for placement and limits.
 //! - **Leftovers** ([`record`], [`reap_leftovers`]). The daemon records each service's pid, pgid
 //!   and start time; the next daemon ends those still running, recognising them by pid *and*
 //!   start time so a reused pid is never touched. On Linux the death signal normally takes the
@@ -24,8 +30,9 @@
 //!   child, and once the leader is gone nothing proves the rest of its group is ours.
 //! - **Ports** ([`check_tcp_port`]). Probe-bind `127.0.0.1:port` and read the kernel's listening
 //!   sockets; the owner's pid comes from matching socket inodes in `/proc/*/fd`.
-//! - **Users** ([`lookup_user`], [`check_traversable`], [`chown_tree`]). `/etc/passwd` parsed
-//!   directly; reachability judged from mode bits so the error can name the folder that blocks.
+//! - **Users** ([`lookup_user`], [`check_traversable`], [`chown_tree`], [`own_service_user`]).
+//!   `/etc/passwd` parsed directly; reachability judged from mode bits so the error can name the
+//!   folder that blocks; under root, a user of its own for each service (uids [`SERVICE_IDS`]).
 //!
 //! # Platforms
 //!
@@ -36,20 +43,25 @@
 //! this platform" errors; the design there is a job object with
 //! `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`, not built yet.
 
+mod cgroup;
 mod error;
 mod group;
 mod leftovers;
+pub mod limits;
 mod ports;
 #[cfg(target_os = "linux")]
 mod procfs;
+mod service_users;
 mod spawn;
 mod users;
 pub mod watchdog;
 
+pub use cgroup::{Containment, MARKER_VAR, Mechanism, NO_CGROUP_VAR, Scope, terminate_scope};
 pub use error::Error;
 pub use group::{Signal, Termination, is_alive, process_start_time, signal_group, terminate_group};
 pub use leftovers::{Leftover, LeftoverOutcome, Record, forget, reap_leftovers, record};
 pub use ports::{PortCheck, check_tcp_port, is_tcp_port_free, port_owner};
+pub use service_users::{SERVICE_IDS, UserDatabase, own_service_user, own_service_user_in};
 pub use spawn::{SpawnSpec, Spawned, Spawner};
 pub use users::{
     PASSWD, User, check_traversable, chown_tree, current_is_root, lookup_user, lookup_user_in,

@@ -15,6 +15,8 @@ pub(crate) struct Stat {
     pub ppid: u32,
     /// Field 5.
     pub pgid: u32,
+    /// Field 6: the session id.
+    pub session: u32,
     /// Field 22: clock ticks after boot at which the process started.
     pub start_time: u64,
 }
@@ -36,6 +38,7 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
         state,
         ppid: fields.get(1)?.parse().ok()?,
         pgid: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         start_time: fields.get(22 - 3)?.parse().ok()?,
     })
 }
@@ -68,6 +71,17 @@ pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     members
 }
 
+/// The value of variable `name` in the environment process `pid` was started with
+/// (`/proc/<pid>/environ`: readable by root, and by the process's own user); `None` when unset
+/// or unreadable.
+pub(crate) fn env_var(pid: u32, name: &str) -> Option<String> {
+    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|&b| b == 0).find_map(|pair| {
+        let value = pair.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
 /// This boot's random id; a record written under another boot id describes processes that
 /// cannot exist any more.
 pub(crate) fn boot_id() -> Option<String> {
@@ -96,6 +110,7 @@ mod tests {
                 state: 'S',
                 ppid: 1,
                 pgid: 4240,
+                session: 4240,
                 start_time: 987654
             }
         );

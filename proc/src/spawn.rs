@@ -13,7 +13,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use crate::{Error, User};
+use crate::{Containment, Error, Scope, User};
 
 /// What to run.
 ///
@@ -33,6 +33,10 @@ pub struct SpawnSpec {
     pub cwd: PathBuf,
     /// Run as this user (requires root). It gets its primary group only: no supplementary groups.
     pub user: Option<User>,
+    /// The service this process belongs to: with a [`Spawner::contained`], the child starts in
+    /// that service's [`Scope`] (its cgroup, and the marker [`crate::MARKER_VAR`] in its
+    /// environment). `None`: a process group only.
+    pub scope: Option<String>,
 }
 
 /// Values may hold secrets, so only the variable names are shown.
@@ -45,6 +49,7 @@ impl fmt::Debug for SpawnSpec {
             .field("env (names only)", &env)
             .field("cwd", &self.cwd)
             .field("user", &self.user.as_ref().map(|u| &u.name))
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -68,6 +73,7 @@ pub struct Spawned {
 #[derive(Clone, Debug)]
 pub struct Spawner {
     requests: mpsc::Sender<Request>,
+    containment: Option<Containment>,
 }
 
 struct Request {
@@ -79,6 +85,22 @@ impl Spawner {
     /// Starts the spawner thread; it enters the current tokio runtime, so the children's pipes
     /// and exit notifications belong to that runtime (build it with `enable_all`).
     pub fn new() -> std::io::Result<Spawner> {
+        Spawner::start(None)
+    }
+
+    /// [`Spawner::new`], and every spawn whose [`SpawnSpec::scope`] names a service starts in
+    /// that service's scope of `containment`.
+    pub fn contained(containment: Containment) -> std::io::Result<Spawner> {
+        Spawner::start(Some(containment))
+    }
+
+    /// The scope service `id`'s processes are in (`None` for an uncontained spawner).
+    pub fn scope(&self, id: &str) -> Option<Scope> {
+        self.containment.as_ref().map(|c| c.scope(id))
+    }
+
+    fn start(containment: Option<Containment>) -> std::io::Result<Spawner> {
+        let held = containment.clone();
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
             std::io::Error::other(format!(
                 "Spawner::new must be called inside a tokio runtime: {e}"
@@ -91,8 +113,8 @@ impl Spawner {
                 let _entered = runtime.enter();
                 while let Ok(Request { spec, reply }) = inbox.recv() {
                     // A panic must not end this thread: its exit would SIGKILL every service.
-                    let spawned =
-                        std::panic::catch_unwind(|| spawn_here(&spec)).unwrap_or_else(|_| {
+                    let spawned = std::panic::catch_unwind(|| spawn_here(&spec, held.as_ref()))
+                        .unwrap_or_else(|_| {
                             Err(Error::Spawn {
                                 program: spec.program.clone(),
                                 source: std::io::Error::other(
@@ -109,7 +131,10 @@ impl Spawner {
                     }
                 }
             })?;
-        Ok(Spawner { requests })
+        Ok(Spawner {
+            requests,
+            containment,
+        })
     }
 
     /// Starts `spec` and returns once the program has been executed (or has failed to be).
@@ -333,7 +358,7 @@ fn elf_problem(head: &[u8]) -> Option<String> {
 
 /// Runs on the spawner thread.
 #[cfg(unix)]
-fn spawn_here(spec: &SpawnSpec) -> Result<Spawned, Error> {
+fn spawn_here(spec: &SpawnSpec, containment: Option<&Containment>) -> Result<Spawned, Error> {
     use std::process::Stdio;
 
     let cwd = std::path::absolute(&spec.cwd).map_err(|source| Error::Cwd {
@@ -341,9 +366,32 @@ fn spawn_here(spec: &SpawnSpec) -> Result<Spawned, Error> {
         cwd: spec.cwd.clone(),
         source,
     })?;
-    let env = environment(spec, &cwd)?;
+    let mut env = environment(spec, &cwd)?;
     let program = resolve_program(&spec.program, &cwd, &env["PATH"])?;
     preflight(&program, spec, &cwd)?;
+    let scope = spec
+        .scope
+        .as_deref()
+        .zip(containment)
+        .map(|(id, containment)| containment.scope(id));
+    // The cgroup leaf's `cgroup.procs`, opened here (by the daemon, close-on-exec) so that the
+    // child can move itself in after its uid drop: Linux judges such a write by the opener's
+    // credentials.
+    let mut procs = None;
+    if let Some(scope) = &scope {
+        env.insert(crate::MARKER_VAR.to_owned(), scope.marker.clone());
+        if let Some(leaf) = &scope.cgroup {
+            let placed = scope.prepare().and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(leaf.join("cgroup.procs"))
+            });
+            procs = Some(std::sync::Arc::new(
+                placed.map_err(|source| cgroup_error(&program, leaf, source))?,
+            ));
+        }
+    }
+    let child_procs = procs.clone();
 
     let mut command = tokio::process::Command::new(&program);
     command
@@ -372,13 +420,20 @@ fn spawn_here(spec: &SpawnSpec) -> Result<Spawned, Error> {
     // survives its daemon if the death signal is armed before the uid drop (checked by moving
     // the drop into the closure after the prctl: the test then fails).
     //
-    // SAFETY: `after_fork` runs in the forked child of a multi-threaded process, where only
+    // SAFETY: the closure runs in the forked child of a multi-threaded process, where only
     // async-signal-safe operations are allowed. It only makes raw syscalls through rustix
-    // (prctl, getppid) and builds `io::Error`s from raw errno values; it neither allocates, nor
-    // takes locks, nor touches shared state. `daemon` is a plain integer copied into the closure.
+    // (write to an already open descriptor, prctl, getppid) and builds `io::Error`s from raw
+    // errno values; it neither allocates, nor takes locks, nor touches shared state (the `Arc`
+    // is only dereferenced, never cloned or dropped there). `daemon` is a plain integer.
     #[allow(unsafe_code)]
     unsafe {
-        command.pre_exec(move || after_fork(daemon));
+        command.pre_exec(move || {
+            if let Some(procs) = &child_procs {
+                // "0" is the writing process; a failure is caught by the daemon's own write below.
+                let _ = rustix::io::write(procs.as_ref(), b"0");
+            }
+            after_fork(daemon)
+        });
     }
     let child = command
         .spawn()
@@ -388,6 +443,22 @@ fn spawn_here(spec: &SpawnSpec) -> Result<Spawned, Error> {
         source: std::io::Error::other("the child was reaped before its pid could be read"),
     })?;
     let start_time = crate::process_start_time(pid).unwrap_or(0);
+    if let (Some(procs), Some(scope)) = (&procs, &scope) {
+        use std::io::Write;
+        // Again from the daemon (kernels that judge the writer, not the opener); ESRCH: it
+        // already exited, nothing to place.
+        let placed = (&**procs).write_all(pid.to_string().as_bytes());
+        if let Err(source) = placed
+            && source.raw_os_error() != Some(rustix::io::Errno::SRCH.raw_os_error())
+        {
+            let _ = crate::signal_group(pid, crate::Signal::Kill);
+            let leaf = scope.cgroup.clone().unwrap_or_default();
+            return Err(cgroup_error(&program, &leaf, source));
+        }
+    }
+    if let Some(containment) = containment {
+        containment.note_direct(pid, start_time);
+    }
     Ok(Spawned {
         child,
         pid,
@@ -408,6 +479,23 @@ fn after_fork(daemon: rustix::process::Pid) -> std::io::Result<()> {
         return Err(rustix::io::Errno::SRCH.into());
     }
     Ok(())
+}
+
+/// A service's cgroup could not be created or entered.
+#[cfg(unix)]
+fn cgroup_error(program: &Path, leaf: &Path, source: std::io::Error) -> Error {
+    Error::Spawn {
+        program: program.to_owned(),
+        source: std::io::Error::new(
+            source.kind(),
+            format!(
+                "could not place it in cgroup {}: {source}; fix the cgroup's permissions, or set \
+                 {}=1 for the daemon to use the subreaper fallback",
+                leaf.display(),
+                crate::NO_CGROUP_VAR
+            ),
+        ),
+    }
 }
 
 /// Turns what `spawn` reported (often an errno from the child) into an actionable error.
@@ -438,7 +526,7 @@ fn spawn_error(e: std::io::Error, program: &Path, user: Option<&User>) -> Error 
 }
 
 #[cfg(not(unix))]
-fn spawn_here(_spec: &SpawnSpec) -> Result<Spawned, Error> {
+fn spawn_here(_spec: &SpawnSpec, _containment: Option<&Containment>) -> Result<Spawned, Error> {
     // On Windows each child would be created suspended, assigned to a job object with
     // JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE (the job handle held by the daemon plays the role of
     // PR_SET_PDEATHSIG and of the process group), then resumed. Not built or tested yet.
@@ -461,6 +549,7 @@ mod tests {
                 .collect(),
             cwd: "/srv/home".into(),
             user: None,
+            scope: None,
         }
     }
 

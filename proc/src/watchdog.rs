@@ -6,10 +6,18 @@
 //! group, and keeps the write end of a pipe to it. It tells the watchdog each service group as it is spawned (`+PGID`) and stopped
 //! (`-PGID`). When the pipe closes without a final `done` (the daemon is gone, however it
 //! died), the watchdog SIGKILLs every group it still knows and exits.
+//!
+//! A process group does not hold a process that double-forked and called `setsid`, so the daemon
+//! also tells the watchdog its [`Containment`] (`scope <tag> [<cgroup base>]`): on the daemon's
+//! death the watchdog also writes `cgroup.kill` of the base (every service cgroup at once) and
+//! kills every process carrying the home's marker. (If the watchdog is killed too, the next
+//! daemon's [`Containment::reap_escaped`] ends them.)
 
 use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
+
+use crate::Containment;
 
 /// The daemon's end.
 pub struct Watchdog {
@@ -52,6 +60,12 @@ impl Watchdog {
         self.send(&format!("+{pgid}"));
     }
 
+    /// Tells the watchdog where the services' cgroups and markers are, so that on the daemon's
+    /// death it ends escaped processes too.
+    pub fn contain(&self, containment: &Containment) {
+        self.send(&containment.watchdog_line());
+    }
+
     /// A service group is gone.
     pub fn forget(&self, pgid: u32) {
         self.send(&format!("-{pgid}"));
@@ -75,8 +89,19 @@ impl Watchdog {
 /// standard input. Returns when the daemon is gone, after killing every group it still knew.
 pub fn run() {
     let mut groups = std::collections::BTreeSet::new();
+    let mut scope: Option<(String, Option<std::path::PathBuf>)> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
+        if let Some(rest) = line.strip_prefix("scope ") {
+            let (tag, base) = match rest.split_once(' ') {
+                Some((tag, base)) => (tag, Some(std::path::PathBuf::from(base))),
+                None => (rest, None),
+            };
+            if tag.starts_with("kojibox-") && !tag.contains('/') {
+                scope = Some((tag.to_owned(), base));
+            }
+            continue;
+        }
         match (line.strip_prefix('+'), line.strip_prefix('-')) {
             (Some(pgid), _) => {
                 groups.extend(pgid.trim().parse::<u32>().ok());
@@ -93,5 +118,9 @@ pub fn run() {
     // The daemon died without saying `done`: nothing may outlive it.
     for pgid in groups {
         let _ = crate::signal_group(pgid, crate::Signal::Kill);
+    }
+    if let Some((tag, base)) = scope {
+        let base = base.filter(|b| b.file_name().and_then(|n| n.to_str()) == Some(tag.as_str()));
+        crate::cgroup::kill_everything(&tag, base.as_deref());
     }
 }

@@ -30,7 +30,7 @@ pub fn reactivate(home: &Home, manifest: &RuntimeManifest) -> Result<()> {
             ),
         }
     })?;
-    write_json(&home.manifest(), manifest)?;
+    write_json(home, &home.manifest(), manifest)?;
     write_templates(home, &signed)?;
     Ok(())
 }
@@ -57,7 +57,7 @@ pub(crate) fn write_templates(home: &Home, signed: &Signed) -> Result<bool> {
             .map_err(|e| Error::io("serialize", &path)(e.into()))?;
         bytes.push(b'\n');
         if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            write_atomic(&path, &bytes)?;
+            write_atomic(home, &path, &bytes)?;
             changed = true;
         }
     }
@@ -78,7 +78,7 @@ pub fn raise_watermark(home: &Home, version: &str) -> Result<()> {
     };
     if newer {
         mark.highest_installed = Some(version.to_owned());
-        write_json(&path, &mark)?;
+        write_json(home, &path, &mark)?;
     }
     Ok(())
 }

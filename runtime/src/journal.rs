@@ -48,13 +48,13 @@ pub fn begin(home: &Home, previous: &RuntimeManifest, to: &str) -> Result<Journa
         previous: previous.clone(),
         replaced_kojibox: false,
     };
-    write_json(&home.update_journal(), &journal)?;
+    write_json(home, &home.update_journal(), &journal)?;
     Ok(journal)
 }
 
 /// The update proved itself: the journal becomes the record `rollback` uses, then goes.
 pub fn prove(home: &Home, journal: &Journal) -> Result<()> {
-    write_json(&home.last_update(), journal)?;
+    write_json(home, &home.last_update(), journal)?;
     let path = home.update_journal();
     std::fs::remove_file(&path).map_err(Error::io("remove", &path))
 }
@@ -65,7 +65,7 @@ pub fn record_self_update(home: &Home, journal: &Journal) -> Result<()> {
         replaced_kojibox: true,
         ..journal.clone()
     };
-    Ok(write_json(&home.last_update(), &journal)?)
+    Ok(write_json(home, &home.last_update(), &journal)?)
 }
 
 /// The update is over without a switch to keep (nothing was switched, or it was switched back):

@@ -38,25 +38,10 @@ pub(crate) struct KeyringMarker {
 }
 
 /// Creates `app/secrets/` (mode 0700 on unix) and tightens an existing one.
-pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(Error::io("create folder", parent))?;
-        }
-        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io("create folder", dir)(e)),
-        }
-        // Best effort: FAT and exFAT sticks (portable homes) refuse chmod; there the mount
-        // options decide every mode, and failing would make the store unusable.
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir).map_err(Error::io("create folder", dir))
+pub(crate) fn ensure_dir(home: &Home, dir: &Path) -> Result<()> {
+    // The home's own folder creation: the layout's mode (0700) exactly, whatever the umask, a
+    // loosened folder tightened (best effort: a FAT stick has no modes), never through a link.
+    Ok(kojibox_home::fs::create_dir(home, dir)?)
 }
 
 /// Reads the key file; `None` when it does not exist. Tightens a loosened mode back to 0600.
@@ -84,14 +69,19 @@ pub(crate) fn read_key_file(path: &Path) -> Result<Option<DataKey>> {
 }
 
 /// Writes the key file: a temporary file (created 0600) in the same folder, fsynced, renamed.
-pub(crate) fn write_key_file(path: &Path, key: &DataKey) -> Result<()> {
+pub(crate) fn write_key_file(home: &Home, path: &Path, key: &DataKey) -> Result<()> {
     let mut text = Zeroizing::new(B64.encode(&key.0[..]));
     text.push('\n');
-    Ok(kojibox_home::fs::write_atomic(path, text.as_bytes())?)
+    Ok(kojibox_home::fs::write_atomic(home, path, text.as_bytes())?)
 }
 
 /// Writes `key.locked`: `key` wrapped under a key derived from `pass` with a fresh salt.
-pub(crate) fn write_locked(path: &Path, key: &DataKey, pass: &SecretValue) -> Result<()> {
+pub(crate) fn write_locked(
+    home: &Home,
+    path: &Path,
+    key: &DataKey,
+    pass: &SecretValue,
+) -> Result<()> {
     let salt = random::<SALT_LEN>()?;
     let nonce = random::<NONCE_LEN>()?;
     let kek = derive(pass, &salt[..], KDF_COST, path)?;
@@ -106,7 +96,7 @@ pub(crate) fn write_locked(path: &Path, key: &DataKey, pass: &SecretValue) -> Re
         nonce: B64.encode(&nonce[..]),
         wrapped: B64.encode(wrapped),
     };
-    Ok(kojibox_home::fs::write_json(path, &locked)?)
+    Ok(kojibox_home::fs::write_json(home, path, &locked)?)
 }
 
 /// Unwraps the data key from `key.locked`; a wrong passphrase is `PermissionDenied`.

@@ -50,7 +50,7 @@ impl SecretStore {
     /// ignores `passphrase`. A store file whose key is gone is an error; no new key is made.
     pub fn open(home: &Home, passphrase: Option<&SecretValue>) -> Result<SecretStore> {
         let paths = Paths::new(home);
-        ensure_dir(&paths.dir)?;
+        ensure_dir(home, &paths.dir)?;
         let _lock = home.lock_wait(LockName::Secrets)?;
         let store = |key| SecretStore {
             home: home.clone(),
@@ -185,7 +185,7 @@ impl SecretStore {
     /// to the keyring or the key file). The data key itself does not change.
     pub fn set_passphrase(&self, new: Option<&SecretValue>) -> Result<()> {
         let paths = Paths::new(&self.home);
-        ensure_dir(&paths.dir)?;
+        ensure_dir(&self.home, &paths.dir)?;
         let _lock = self.home.lock_wait(LockName::Secrets)?;
         match new {
             Some(pass) => {
@@ -195,7 +195,7 @@ impl SecretStore {
                         "`passphrase` must not be empty",
                     ));
                 }
-                write_locked(&paths.locked, &self.key, pass)?;
+                write_locked(&self.home, &paths.locked, &self.key, pass)?;
                 self.remove_plain_key(&paths, false)
             }
             None if paths.locked.exists() => {
@@ -219,7 +219,11 @@ impl SecretStore {
                         service: KEYRING_SERVICE.to_owned(),
                         user,
                     };
-                    return Ok(kojibox_home::fs::write_json(&paths.keyring, &marker)?);
+                    return Ok(kojibox_home::fs::write_json(
+                        &self.home,
+                        &paths.keyring,
+                        &marker,
+                    )?);
                 }
                 Err(e) => self.notice(format!(
                     "the OS keyring could not store the secret store's key ({e}); it is in {} \
@@ -228,7 +232,7 @@ impl SecretStore {
                 )),
             }
         }
-        write_key_file(&paths.key, &self.key)
+        write_key_file(&self.home, &paths.key, &self.key)
     }
 
     /// Deletes the key file and the keyring entry. With `only_same`, only copies that hold
@@ -329,6 +333,6 @@ impl SecretStore {
             nonce: B64.encode(&nonce[..]),
             data: B64.encode(data),
         };
-        Ok(kojibox_home::fs::write_json(&path, &sealed)?)
+        Ok(kojibox_home::fs::write_json(&self.home, &path, &sealed)?)
     }
 }

@@ -317,7 +317,7 @@ fn corrupt_store_is_reported_and_never_overwritten() {
     let mut data = B64.decode(&sealed.data).unwrap();
     data[3] ^= 0x01;
     sealed.data = B64.encode(&data);
-    kojibox_home::fs::write_json(&path, &sealed).unwrap();
+    kojibox_home::fs::write_json(&home, &path, &sealed).unwrap();
     let before = std::fs::read(&path).unwrap();
 
     let err = store.get(SecretScope::App, NAME).unwrap_err();
@@ -359,7 +359,7 @@ fn a_different_key_cannot_read_the_store() {
     let store = SecretStore::open(&home, None).unwrap();
     store.set(SecretScope::App, NAME, &value(VALUE)).unwrap();
     let other = DataKey::generate().unwrap();
-    write_key_file(&home.join("app/secrets/key"), &other).unwrap();
+    write_key_file(&home, &home.join("app/secrets/key"), &other).unwrap();
     let store = SecretStore::open(&home, None).unwrap();
     assert!(matches!(
         store.get(SecretScope::App, NAME),
@@ -378,7 +378,7 @@ fn a_key_in_a_keyring_this_platform_lacks_is_an_error() {
         service: KEYRING_SERVICE.to_owned(),
         user: "/Users/someone/kojibox".to_owned(),
     };
-    kojibox_home::fs::write_json(&home.join("app/secrets/keyring.json"), &marker).unwrap();
+    kojibox_home::fs::write_json(&home, &home.join("app/secrets/keyring.json"), &marker).unwrap();
     let err = SecretStore::open(&home, None).unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert!(err.to_string().contains("OS keyring"), "{err}");
@@ -481,7 +481,7 @@ fn production_kdf_cost_is_64_mib_3_passes() {
     assert_eq!((locked.kdf.as_str(), locked.m), ("argon2id", KDF_COST.m));
     // An altered file cannot ask for unbounded work.
     locked.m = KDF_COST_MAX.m + 1;
-    kojibox_home::fs::write_json(&home.join("app/secrets/key.locked"), &locked).unwrap();
+    kojibox_home::fs::write_json(&home, &home.join("app/secrets/key.locked"), &locked).unwrap();
     assert!(matches!(
         SecretStore::open(&home, Some(&value("p"))),
         Err(Error::Corrupt { .. })

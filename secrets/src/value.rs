@@ -14,6 +14,26 @@ impl SecretValue {
         SecretValue(Zeroizing::new(value))
     }
 
+    /// A new random value for a generated secret (a password): 32 letters and digits from the
+    /// OS's random source, about 190 bits, safe in a URL, a command line or a config file.
+    pub fn generate() -> crate::Result<SecretValue> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut value = Zeroizing::new(String::with_capacity(32));
+        while value.len() < 32 {
+            let mut bytes = Zeroizing::new([0u8; 64]);
+            getrandom::fill(&mut bytes[..]).map_err(|e| {
+                crate::Error::io("generate", "a random secret")(std::io::Error::other(e))
+            })?;
+            for b in bytes.iter() {
+                // 248 = 4 * 62: below it, `b % 62` is uniform.
+                if *b < 248 && value.len() < 32 {
+                    value.push(char::from(ALPHABET[usize::from(*b % 62)]));
+                }
+            }
+        }
+        Ok(SecretValue(value))
+    }
+
     /// The value itself: for the one place that needs it (an env var, a config file), never a
     /// log line.
     pub fn expose(&self) -> &str {

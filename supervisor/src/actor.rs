@@ -54,7 +54,7 @@ pub(crate) struct Actor {
     cancel: CancellationToken,
     restart_at: Option<Instant>,
     next_probe: Option<Instant>,
-    probe: Option<BoxFuture<std::result::Result<(), String>>>,
+    probe: Option<BoxFuture<std::result::Result<(), crate::health::Failure>>>,
     failed_probes: u32,
     verdict: HealthStatus,
     stable_at: Option<Instant>,
@@ -244,16 +244,15 @@ impl Actor {
             }
         }
         if idle {
-            let refused = self
-                .ctx
-                .user_problem
-                .clone()
+            let id = self.def.id().to_owned();
+            let refused = off_the_workers(|| self.ctx.user_for(&id).err())
                 .map(|detail| Error::PermissionDenied { detail })
                 .or_else(|| port_conflict(&self.def).map(|detail| Error::PortConflict { detail }))
                 .or_else(|| {
                     if self.def.uses_secrets() {
                         let vault = &self.ctx.vault;
                         off_the_workers(|| {
+                            crate::spawn::generate_secrets(&self.def, vault)?;
                             self.def
                                 .resolve(&mut |name| vault.resolve(name).map_err(Error::from))
                         })
@@ -339,8 +338,11 @@ impl Actor {
             let (pgid, grace) = (running.pid, self.def.stop_timeout);
             self.terminated_group = Some(pgid);
             let logs = Arc::clone(&self.logs);
+            // The group and the service's cgroup (or marked processes): a double fork plus
+            // `setsid` leaves the group, not the scope.
+            let scope = self.ctx.spawner.scope(self.def.id());
             self.terminating = Some(Box::pin(async move {
-                let outcome = kojibox_proc::terminate_group(pgid, grace).await;
+                let outcome = kojibox_proc::terminate_scope(pgid, scope.as_ref(), grace).await;
                 if outcome.needed_kill {
                     logs.note(
                         LogLevel::Warn,
@@ -418,9 +420,10 @@ impl Actor {
             Prepared::Cancelled(spawned) => {
                 if let Some(spawned) = spawned {
                     let grace = self.def.stop_timeout;
+                    let scope = self.ctx.spawner.scope(self.def.id());
                     self.ctx.tasks.spawn(async move {
                         let mut child = spawned.child;
-                        kojibox_proc::terminate_group(spawned.pid, grace).await;
+                        kojibox_proc::terminate_scope(spawned.pid, scope.as_ref(), grace).await;
                         let _ = child.wait().await;
                     });
                 }
@@ -441,6 +444,13 @@ impl Actor {
         if !expected {
             // Whatever the main process left in its group (workers holding the port) goes too.
             let _ = kojibox_proc::signal_group(running.pid, kojibox_proc::Signal::Kill);
+            // And what escaped the group (double fork plus `setsid`): nothing outlives it.
+            if let Some(scope) = self.ctx.spawner.scope(self.def.id()) {
+                scope.kill();
+                self.ctx.tasks.spawn(async move {
+                    kojibox_proc::terminate_scope(0, Some(&scope), Duration::ZERO).await;
+                });
+            }
         }
         let level = if expected {
             LogLevel::Info
@@ -465,7 +475,7 @@ impl Actor {
         self.apply(Input::Exited(why));
     }
 
-    fn probed(&mut self, verdict: std::result::Result<(), String>) {
+    fn probed(&mut self, verdict: std::result::Result<(), crate::health::Failure>) {
         let Some(running) = &self.running else { return };
         let since = running.spawned_at.elapsed();
         let interval = Duration::from_millis(self.def.contract.health_check.interval_ms.max(10));
@@ -484,7 +494,15 @@ impl Actor {
                     }
                 }
             }
-            Err(why) => match self.lc.status {
+            Err(crate::health::Failure::Local(why)) => {
+                // Nothing learnt about the service: neither healthy nor a failure.
+                if self.verdict != HealthStatus::Unknown {
+                    self.logs
+                        .note(LogLevel::Warn, format!("health unknown: {why}"));
+                }
+                self.set_verdict(HealthStatus::Unknown);
+            }
+            Err(crate::health::Failure::Service(why)) => match self.lc.status {
                 ServiceStatus::Running => {
                     self.failed_probes += 1;
                     if self.failed_probes >= UNHEALTHY_AFTER {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use kojibox_config::user::ServiceUsers;
 use kojibox_home::Home;
 use kojibox_manifests::event::Event;
 use kojibox_manifests::model::ServiceState;
@@ -23,10 +24,8 @@ pub(crate) struct Context {
     pub(crate) events: broadcast::Sender<Event>,
     /// Where running services are recorded for leftover cleanup.
     pub(crate) records: PathBuf,
-    /// The user services run as (when the daemon is root).
-    pub(crate) user: Option<kojibox_proc::User>,
-    /// Why services cannot run as that user, when they cannot.
-    pub(crate) user_problem: Option<String>,
+    /// Who runs the services (when the daemon is root: a user of their own, or one shared).
+    pub(crate) users: ServiceUsers,
     /// Every service's state, for dependencies to watch.
     pub(crate) states: OnceLock<BTreeMap<String, watch::Receiver<ServiceState>>>,
     /// Ends the service groups if the daemon dies.
@@ -35,4 +34,19 @@ pub(crate) struct Context {
     pub(crate) vault: Arc<Vault>,
     /// Helper tasks (log pumps, the end of a cancelled spawn), awaited at shutdown.
     pub(crate) tasks: TaskTracker,
+}
+
+impl Context {
+    /// The user service `id` runs as (`None`: the daemon's own), made at its first start when
+    /// each service has its own; `Err`: why it cannot run (a message naming the fix). Blocking.
+    pub(crate) fn user_for(&self, id: &str) -> Result<Option<kojibox_proc::User>, String> {
+        let (user, problem) = match &self.users {
+            ServiceUsers::Daemon => (None, None),
+            ServiceUsers::Shared { user, problem } => (Some(user.clone()), problem.clone()),
+            ServiceUsers::Own => kojibox_config::user::own_user(&self.home, id)
+                .map(|(user, problem)| (Some(user), problem))
+                .map_err(|e| e.to_string())?,
+        };
+        problem.map_or(Ok(user), Err)
+    }
 }

@@ -17,8 +17,9 @@
 //! reverse dependency order. Events (`service:stateChanged`, `service:logLine`,
 //! `service:health`) go out on the bus given at start; no subscriber can slow a service down.
 //!
-//! When the daemon runs as root, services run as settings `serviceUser` (default `nobody`), who
-//! must be able to reach the home; their data folders are given to that user.
+//! When the daemon runs as root, each service runs as a user of its own (made at its first
+//! start, see `kojibox_config::user`), or as settings `serviceUser` shared by all; that user must
+//! be able to reach the home, and its data folder (0700) is given to it.
 //!
 //! An update asks for restarts through [`kojibox_runtime::update::Services`], which the
 //! supervisor implements (`services.rs`).
@@ -91,6 +92,8 @@ pub struct Supervisor {
     tasks: TaskTracker,
     /// Set when [`Supervisor::shutdown`] begins: from then on nothing starts.
     closing: AtomicBool,
+    /// The services' cgroups (or markers): emptied and removed at the end of a shutdown.
+    containment: kojibox_proc::Containment,
 }
 
 impl Supervisor {
@@ -116,6 +119,12 @@ impl Supervisor {
         blocking(move || kojibox_config::catalog::check(&h).map_err(Error::from)).await?;
         let records = home.service_records();
         let mut notes = Vec::new();
+        // Each service in a cgroup of its own where possible, else the daemon as subreaper.
+        let containment = {
+            let (root, records) = (home.root().to_owned(), records.clone());
+            blocking(move || Ok::<_, Error>(kojibox_proc::Containment::for_home(&root, &records)))
+                .await?
+        };
         for leftover in kojibox_proc::reap_leftovers(&records, Duration::from_secs(10)).await {
             let pid = leftover.record.as_ref().map_or(0, |r| r.pid);
             match &leftover.outcome {
@@ -136,15 +145,21 @@ impl Supervisor {
                 _ => {}
             }
         }
+        // What escaped the recorded groups (double fork plus `setsid`): the earlier daemons'
+        // cgroups and every process carrying this home's marker.
+        notes.extend(containment.reap_escaped(Duration::from_secs(10)).await);
+        if let Some(watchdog) = &options.watchdog {
+            watchdog.contain(&containment);
+        }
         // Ports are assigned once leftovers are gone, so that none looks busy.
         let h = home.clone();
-        let (definitions, (user, user_problem)) = blocking(move || {
+        let (definitions, users) = blocking(move || {
             let definitions = kojibox_config::catalog::load(&h)?;
-            let user = kojibox_config::user::service_user(&h)?;
-            Ok::<_, Error>((definitions, user))
+            let users = kojibox_config::user::service_users(&h)?;
+            Ok::<_, Error>((definitions, users))
         })
         .await?;
-        let spawner = kojibox_proc::Spawner::new()
+        let spawner = kojibox_proc::Spawner::contained(containment.clone())
             .map_err(Error::io("start the process spawner for", home.root()))?;
         let tasks = TaskTracker::new();
         let ctx = Arc::new(Context {
@@ -152,8 +167,7 @@ impl Supervisor {
             spawner,
             events: events.clone(),
             records,
-            user,
-            user_problem,
+            users,
             states: OnceLock::new(),
             watchdog: options.watchdog,
             vault: options
@@ -165,11 +179,7 @@ impl Supervisor {
         let mut actors = Vec::new();
         for def in kojibox_config::catalog::topological(definitions) {
             let def = Arc::new(def);
-            let sink = Arc::new(LogSink::new(
-                def.id(),
-                home.service_log(def.id()),
-                events.clone(),
-            ));
+            let sink = Arc::new(LogSink::new(def.id(), home, events.clone()));
             let (actor, state, def_rx) =
                 Actor::new(Arc::clone(&def), Arc::clone(&ctx), Arc::clone(&sink));
             let (tx, rx) = mpsc::channel(32);
@@ -195,6 +205,7 @@ impl Supervisor {
                 actors: std::sync::Mutex::new(actors),
                 tasks,
                 closing: AtomicBool::new(false),
+                containment,
             },
             notes,
         ))
@@ -377,6 +388,10 @@ impl Supervisor {
         }
         self.tasks.close();
         let _ = tokio::time::timeout(PUMP_DRAIN, self.tasks.wait()).await;
+        // Whatever a service left (a setup step's or a crashed service's escapees) and the
+        // cgroups themselves: nothing outlives the daemon's services.
+        let containment = self.containment.clone();
+        let _ = tokio::task::spawn_blocking(move || containment.kill_everything()).await;
     }
 
     /// `Ok` unless the supervisor is shutting down ([`Error::ShuttingDown`]: nothing starts).

@@ -5,13 +5,24 @@
 //! child writes, the tail drops its oldest lines, the event bus drops lines for subscribers that
 //! lag (they see a gap, not a stall), and the file is written through a buffer flushed whenever
 //! the pipe has nothing more to give.
+//!
+//! Logs are private: `app/logs/` is 0700 and each file 0600, opened through the home
+//! ([`kojibox_home::fs::open_append_private`]) so a link planted at `app/logs/<id>.jsonl` (or at
+//! `app/logs` itself) is refused, never followed: the refusal is shown in the service's log tail
+//! and the lines stay in memory only.
+//!
+//! Secret values the service was given are replaced by [`REDACTED`] in every line, whatever
+//! their case and even when ANSI escape sequences or NUL bytes are interleaved with them
+//! (`se\x1b[31mcret`), as a terminal would show them whole. Values shorter than
+//! [`MIN_REDACTED`] characters are not redacted.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use kojibox_home::Home;
 use kojibox_manifests::event::Event;
 use kojibox_manifests::model::{LogEntry, LogLevel};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -26,7 +37,10 @@ pub const ROTATE_KEEP: u32 = 3;
 /// Longest line kept; longer lines are cut (and marked).
 pub const MAX_LINE: usize = 16 << 10;
 
-/// Secret values shorter than this are not redacted (it would garble every line).
+/// Secret values shorter than this many characters are not redacted: matched without regard to
+/// case, a value of one to three characters would be found inside ordinary words and garble
+/// every line, and a secret that short can be guessed anyway, so redacting it would only hide
+/// that it is too weak.
 pub const MIN_REDACTED: usize = 4;
 
 /// What replaces a secret value in a log line.
@@ -43,22 +57,28 @@ pub struct LogSink {
 }
 
 struct LogFile {
+    home: Home,
     path: PathBuf,
     writer: Option<BufWriter<File>>,
     size: u64,
+    /// Why the file could not be opened (reported once; the lines stay in memory only).
+    refused: Option<String>,
 }
 
 impl LogSink {
-    /// A sink for service `id` writing to `path` (`app/logs/<id>.jsonl`; rotated files beside it).
-    pub fn new(id: &str, path: PathBuf, events: broadcast::Sender<Event>) -> LogSink {
+    /// A sink for service `id` of `home` writing to `app/logs/<id>.jsonl` (rotated files beside
+    /// it).
+    pub fn new(id: &str, home: &Home, events: broadcast::Sender<Event>) -> LogSink {
         LogSink {
             id: id.to_owned(),
             redactions: std::sync::RwLock::new(Vec::new()),
             tail: Mutex::new(VecDeque::new()),
             file: Mutex::new(LogFile {
-                path,
+                home: home.clone(),
+                path: home.service_log(id),
                 writer: None,
                 size: 0,
+                refused: None,
             }),
             events,
         }
@@ -103,8 +123,12 @@ impl LogSink {
                         .filter(move |l| l != v),
                 )
             })
-            .filter(|v| v.len() >= MIN_REDACTED)
+            .filter(|v| v.chars().count() >= MIN_REDACTED)
+            // Matched without regard to case, ANSI escapes or NULs (see `redact_line`).
+            .map(|v| fold(&v).into_iter().map(|(c, _)| c).collect::<String>())
+            .filter(|v| v.chars().count() >= MIN_REDACTED)
             .collect();
+        values.sort();
         values.dedup();
         // Longest first, so a secret containing another is replaced whole.
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
@@ -114,16 +138,31 @@ impl LogSink {
     }
 
     fn push(&self, mut entry: LogEntry) {
-        if let Ok(redactions) = self.redactions.read() {
-            for value in redactions.iter() {
-                if entry.message.contains(value.as_str()) {
-                    entry.message = entry.message.replace(value.as_str(), REDACTED);
-                }
-            }
+        if let Ok(redactions) = self.redactions.read()
+            && !redactions.is_empty()
+        {
+            entry.message = redact_line(&entry.message, &redactions);
         }
-        if let Ok(mut file) = self.file.lock() {
-            file.append(&entry);
+        let refused = self
+            .file
+            .lock()
+            .ok()
+            .and_then(|mut file| file.append(&entry));
+        if let Some(refused) = refused {
+            // Once: the file is not written, and the reason is where the user looks first.
+            self.remember(LogEntry {
+                ts: entry.ts.clone(),
+                level: LogLevel::Error,
+                service: self.id.clone(),
+                message: format!("kojibox is not writing this log to a file: {refused}"),
+                fields: BTreeMap::from([("stream".to_owned(), "kojibox".to_owned())]),
+            });
         }
+        self.remember(entry);
+    }
+
+    /// Keeps `entry` in the tail and publishes it.
+    fn remember(&self, entry: LogEntry) {
         if let Ok(mut tail) = self.tail.lock() {
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
@@ -179,23 +218,26 @@ impl LogSink {
 }
 
 impl LogFile {
-    fn append(&mut self, entry: &LogEntry) {
+    /// Appends `entry`; answers why the file cannot be written the first time it cannot be.
+    fn append(&mut self, entry: &LogEntry) -> Option<String> {
         if self.writer.is_none() {
-            if let Some(dir) = self.path.parent() {
-                let _ = std::fs::create_dir_all(dir);
+            if self.refused.is_some() {
+                return None;
             }
-            let Ok(file) = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            else {
-                return;
-            };
-            self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            self.writer = Some(BufWriter::with_capacity(64 << 10, file));
+            // `app/logs` 0700, the file 0600, never through a link planted in the home.
+            match kojibox_home::fs::open_append_private(&self.home, &self.path) {
+                Ok(file) => {
+                    self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    self.writer = Some(BufWriter::with_capacity(64 << 10, file));
+                }
+                Err(e) => {
+                    self.refused = Some(e.to_string());
+                    return self.refused.clone();
+                }
+            }
         }
         let Ok(mut line) = serde_json::to_vec(entry) else {
-            return;
+            return None;
         };
         line.push(b'\n');
         if let Some(writer) = self.writer.as_mut()
@@ -206,6 +248,7 @@ impl LogFile {
         if self.size >= ROTATE_BYTES {
             self.rotate();
         }
+        None
     }
 
     fn rotate(&mut self) {
@@ -220,6 +263,108 @@ impl LogFile {
         let _ = std::fs::rename(&self.path, numbered(1));
         self.size = 0;
     }
+}
+
+/// `text` as a terminal would show it, for matching: ANSI escape sequences and NUL (and other
+/// invisible control) characters dropped, every character lowercased; each kept character with
+/// the byte range of `text` it came from.
+fn fold(text: &str) -> Vec<(char, std::ops::Range<usize>)> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\u{1b}' => skip_escape(&mut chars),
+            // CSI as one C1 character.
+            '\u{9b}' => skip_csi(&mut chars),
+            '\t' => out.push((c, at..at + 1)),
+            c if c.is_control() => {}
+            c => {
+                let range = at..at + c.len_utf8();
+                out.extend(c.to_lowercase().map(|l| (l, range.clone())));
+            }
+        }
+    }
+    out
+}
+
+type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
+
+/// Skips what follows an ESC: a CSI (`ESC [ … final`), an OSC or another string (`ESC ] …`
+/// ended by BEL or `ESC \`), or a two-character sequence.
+fn skip_escape(chars: &mut Chars<'_>) {
+    match chars.next() {
+        Some((_, '[')) => skip_csi(chars),
+        Some((_, ']' | 'P' | 'X' | '^' | '_')) => {
+            while let Some((_, c)) = chars.next() {
+                if c == '\u{7}' {
+                    break;
+                }
+                if c == '\u{1b}' {
+                    chars.next_if(|(_, c)| *c == '\\');
+                    break;
+                }
+            }
+        }
+        // Intermediate bytes, then the final one (`ESC ( B`).
+        Some((_, ' '..='/')) => {
+            while chars.next_if(|(_, c)| (' '..='/').contains(c)).is_some() {}
+            chars.next();
+        }
+        _ => {}
+    }
+}
+
+/// Skips a CSI's parameter and intermediate bytes and its final byte.
+fn skip_csi(chars: &mut Chars<'_>) {
+    while chars
+        .next_if(|(_, c)| ('\u{20}'..='\u{3f}').contains(c))
+        .is_some()
+    {}
+    chars.next_if(|(_, c)| ('\u{40}'..='\u{7e}').contains(c));
+}
+
+/// `line` with every occurrence of a value of `folded` (values already [`fold`]ed, longest
+/// first) replaced by [`REDACTED`], matched on the line as [`fold`] shows it: any case, across
+/// escapes and NULs. A run of escapes inside a match goes with it.
+fn redact_line(line: &str, folded: &[String]) -> String {
+    let shown = fold(line);
+    let text: Vec<char> = shown.iter().map(|(c, _)| *c).collect();
+    let mut hidden = vec![false; line.len()];
+    let mut any = false;
+    for value in folded {
+        let value: Vec<char> = value.chars().collect();
+        if value.is_empty() || value.len() > text.len() {
+            continue;
+        }
+        let mut i = 0;
+        while i + value.len() <= text.len() {
+            if text[i..i + value.len()] == value[..] {
+                let (start, end) = (shown[i].1.start, shown[i + value.len() - 1].1.end);
+                hidden[start..end].iter_mut().for_each(|h| *h = true);
+                any = true;
+                i += value.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    if !any {
+        return line.to_owned();
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut in_secret = false;
+    for (at, c) in line.char_indices() {
+        if hidden[at] {
+            if !in_secret {
+                out.push_str(REDACTED);
+                in_secret = true;
+            }
+        } else {
+            out.push(c);
+            in_secret = false;
+        }
+    }
+    out
 }
 
 /// Reads lines from a child's pipe into `sink` until the pipe closes.
@@ -315,7 +460,7 @@ mod tests {
     fn secret_values_and_each_line_of_a_multi_line_one_are_redacted() {
         let dir = tempfile::tempdir().unwrap();
         let (events, _) = broadcast::channel(16);
-        let sink = LogSink::new("svc", dir.path().join("svc.jsonl"), events);
+        let sink = LogSink::new("svc", &Home::at(dir.path()).unwrap(), events);
         sink.redact(vec![
             "hunter2-long".into(),
             "-----BEGIN KEY-----\r\nAAAABBBBCCCC\n-----END KEY-----".into(),
@@ -342,10 +487,97 @@ mod tests {
             ]
         );
         sink.flush();
-        let file = std::fs::read_to_string(dir.path().join("svc.jsonl")).unwrap();
+        let file = std::fs::read_to_string(dir.path().join("app/logs/svc.jsonl")).unwrap();
         assert!(
             !file.contains("hunter2") && !file.contains("AAAABBBB"),
             "{file}"
+        );
+    }
+
+    #[test]
+    fn case_variants_and_secrets_split_by_escapes_or_nuls_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _) = broadcast::channel(16);
+        let sink = LogSink::new("svc", &Home::at(dir.path()).unwrap(), events);
+        sink.redact(vec!["Secret-Value".into(), "xyz".into()]);
+        for line in [
+            "a SeCrEt-VaLuE b",
+            "SECRET-VALUE",
+            "se\x1b[31mcret-va\x1b[0mlue!",
+            "se\0cret-value",
+            "s\x1b]0;title\x07ecret-value",
+            "\x1b[1mred\x1b[0m stays",
+            "XYZ too short",
+            "secret-valu is not it",
+        ] {
+            sink.line(line, "stdout", None);
+        }
+        let lines: Vec<String> = sink.tail(10).into_iter().map(|e| e.message).collect();
+        assert_eq!(
+            lines,
+            [
+                "a [redacted] b",
+                "[redacted]",
+                "[redacted]!",
+                "[redacted]",
+                "[redacted]",
+                "\x1b[1mred\x1b[0m stays",
+                "XYZ too short",
+                "secret-valu is not it",
+            ]
+        );
+        sink.flush();
+        let file = std::fs::read_to_string(dir.path().join("app/logs/svc.jsonl")).unwrap();
+        assert!(!file.to_lowercase().contains("value"), "{file}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn log_folder_is_0700_and_files_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _) = broadcast::channel(16);
+        let sink = LogSink::new("svc", &Home::at(dir.path()).unwrap(), events);
+        sink.line("hello", "stdout", None);
+        sink.flush();
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("app/logs"), 0o700);
+        assert_eq!(mode("app/logs/svc.jsonl"), 0o600);
+        assert_eq!(mode("app"), 0o755);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_as_the_log_file_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("app/logs")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("app/logs/svc.jsonl")).unwrap();
+        let (events, _) = broadcast::channel(16);
+        let sink = LogSink::new("svc", &Home::at(dir.path()).unwrap(), events);
+        sink.line("attacker-chosen content", "stdout", None);
+        sink.line("more", "stdout", None);
+        sink.flush();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+        let lines: Vec<String> = sink.tail(10).into_iter().map(|e| e.message).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0].contains("not writing this log to a file")
+                && lines[0].contains("app/logs/svc.jsonl is a symbolic link"),
+            "{lines:?}"
+        );
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("app/logs/svc.jsonl"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
         );
     }
 
@@ -380,7 +612,7 @@ mod tests {
     fn tail_is_bounded_and_ordered() {
         let (tx, _rx) = broadcast::channel(4);
         let dir = tempfile::tempdir().unwrap();
-        let sink = LogSink::new("svc", dir.path().join("svc.jsonl"), tx);
+        let sink = LogSink::new("svc", &Home::at(dir.path()).unwrap(), tx);
         for i in 0..TAIL_LINES + 10 {
             sink.line(&format!("line {i}"), "stdout", Some(1));
         }
@@ -398,7 +630,7 @@ mod tests {
         assert_eq!(tail[0].fields["pid"], "1");
         assert_eq!(tail[0].fields["stream"], "stdout");
         sink.flush();
-        let written = std::fs::read_to_string(dir.path().join("svc.jsonl")).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("app/logs/svc.jsonl")).unwrap();
         assert_eq!(written.lines().count(), TAIL_LINES + 10);
         sink.note(LogLevel::Info, "a note of kojibox's");
         assert_eq!(
@@ -411,21 +643,21 @@ mod tests {
     fn files_rotate_by_size() {
         let (tx, _rx) = broadcast::channel(4);
         let dir = tempfile::tempdir().unwrap();
-        let sink = LogSink::new("big", dir.path().join("big.jsonl"), tx);
+        let sink = LogSink::new("big", &Home::at(dir.path()).unwrap(), tx);
         let line = "x".repeat(8000);
         for _ in 0..(ROTATE_BYTES / 8000) * 2 + 10 {
             sink.line(&line, "stdout", None);
         }
         sink.flush();
-        assert!(dir.path().join("big.1.jsonl").is_file());
+        assert!(dir.path().join("app/logs/big.1.jsonl").is_file());
         assert!(
-            std::fs::metadata(dir.path().join("big.1.jsonl"))
+            std::fs::metadata(dir.path().join("app/logs/big.1.jsonl"))
                 .unwrap()
                 .len()
                 >= ROTATE_BYTES
         );
         assert!(
-            std::fs::metadata(dir.path().join("big.jsonl"))
+            std::fs::metadata(dir.path().join("app/logs/big.jsonl"))
                 .unwrap()
                 .len()
                 < ROTATE_BYTES

@@ -72,16 +72,30 @@ pub(crate) async fn prepare(
     if let Some(conflict) = port_conflict(&def) {
         return Prepared::SpawnFailed(conflict);
     }
+    // Nothing runs that differs from what was signed: the manifest and template match the
+    // signed index (no `binPath` of `/bin/sh`), the program lies inside its payload, and the
+    // payload keeps its signed modes (re-hashed instead where the file system has none).
+    match off_the_workers(|| kojibox_runtime::verify::check_spawnable(&ctx.home, def.id())) {
+        Ok(None) => {}
+        Ok(Some(note)) => logs.note(kojibox_manifests::model::LogLevel::Warn, note),
+        Err(e) => return Prepared::SpawnFailed(e.to_string()),
+    }
+    let user = match off_the_workers(|| ctx.user_for(def.id())) {
+        Ok(user) => user,
+        Err(why) => return Prepared::SpawnFailed(why),
+    };
     let resolved = {
         let vault = &ctx.vault;
-        match off_the_workers(|| def.resolve(&mut |name| vault.resolve(name).map_err(Error::from)))
-        {
+        match off_the_workers(|| {
+            generate_secrets(&def, vault)?;
+            def.resolve(&mut |name| vault.resolve(name).map_err(Error::from))
+        }) {
             Ok(resolved) => resolved,
             Err(e) => return Prepared::SpawnFailed(e.to_string()),
         }
     };
     logs.redact(resolved.secrets.clone());
-    if let Err(why) = prepare_data(&def, &resolved, &ctx, &logs, &cancel).await {
+    if let Err(why) = prepare_data(&def, &resolved, &ctx, user.as_ref(), &logs, &cancel).await {
         return if cancel.is_cancelled() {
             Prepared::Cancelled(None)
         } else {
@@ -91,7 +105,7 @@ pub(crate) async fn prepare(
     let spec = spawn_spec(
         &resolved,
         &def,
-        &ctx,
+        user.clone(),
         def.program.clone(),
         resolved.args.clone(),
     );
@@ -106,7 +120,7 @@ pub(crate) async fn prepare(
 fn spawn_spec(
     resolved: &Resolved,
     def: &Definition,
-    ctx: &Context,
+    user: Option<kojibox_proc::User>,
     program: std::path::PathBuf,
     args: Vec<String>,
 ) -> SpawnSpec {
@@ -119,30 +133,76 @@ fn spawn_spec(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         cwd: def.contract.cwd.clone().into(),
-        user: ctx.user.clone(),
+        user,
+        scope: Some(def.id().to_owned()),
     }
 }
 
-/// Creates the data folder (owned by the service user) and runs the setup steps when it is
-/// empty: their output goes to the service log.
+/// Makes the template's `generateSecrets` that are not set yet (scope `service`).
+pub(crate) fn generate_secrets(
+    def: &Definition,
+    vault: &kojibox_secrets::Vault,
+) -> std::result::Result<(), Error> {
+    use kojibox_manifests::model::SecretScope;
+    if def.generate_secrets.is_empty() {
+        return Ok(());
+    }
+    let store = vault.store()?;
+    for key in &def.generate_secrets {
+        match store.get(SecretScope::Service, key) {
+            Ok(_) => {}
+            Err(kojibox_secrets::Error::NotFound { .. }) => {
+                store.set(
+                    SecretScope::Service,
+                    key,
+                    &kojibox_secrets::SecretValue::generate()?,
+                )?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the data folder (mode 0700, owned by the service user: given to it again when it is
+/// not, e.g. after a move from a shared user) and runs the setup steps when it is empty: their
+/// output goes to the service log; `${secretfile.*}` files exist while they run.
 async fn prepare_data(
     def: &Definition,
     resolved: &Resolved,
     ctx: &Context,
+    user: Option<&kojibox_proc::User>,
     logs: &Arc<LogSink>,
     cancel: &CancellationToken,
 ) -> std::result::Result<(), String> {
     let dir = &def.data_dir;
+    // A folder left by a daemon that died during setup.
+    remove_secret_files(def)?;
     let fresh = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
     if fresh {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("could not create {}: {e}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
-        if let Some(user) = &ctx.user {
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("could not make {} private (0700): {e}", dir.display()))?;
+        let owned = |user: &kojibox_proc::User| {
+            std::fs::symlink_metadata(dir).is_ok_and(|m| m.uid() == user.uid && m.gid() == user.gid)
+        };
+        if let Some(user) = user.filter(|u| fresh || !owned(u)) {
+            if !fresh {
+                logs.note(
+                    LogLevel::Info,
+                    format!(
+                        "giving {} to {} (uid {})",
+                        dir.display(),
+                        user.name,
+                        user.uid
+                    ),
+                );
+            }
             kojibox_proc::chown_tree(dir, user).map_err(|e| {
                 format!(
                     "could not give {} to user {}: {e}",
@@ -155,6 +215,7 @@ async fn prepare_data(
     if !fresh || resolved.setup.is_empty() {
         return Ok(());
     }
+    let _files = SecretFiles::write(def, resolved, user)?;
     for (n, argv) in resolved.setup.iter().enumerate() {
         // Named as written (placeholders, not secret values).
         let written = def.setup.get(n).unwrap_or(argv);
@@ -166,7 +227,7 @@ async fn prepare_data(
         } else {
             ctx.home.join(program)
         };
-        let spec = spawn_spec(resolved, def, ctx, program, argv[1..].to_vec());
+        let spec = spawn_spec(resolved, def, user.cloned(), program, argv[1..].to_vec());
         let spawned = ctx
             .spawner
             .spawn(spec)
@@ -184,7 +245,8 @@ async fn prepare_data(
         let status = tokio::select! {
             status = child.wait() => status,
             () = cancel.cancelled() => {
-                kojibox_proc::terminate_group(pid, def.stop_timeout).await;
+                let scope = ctx.spawner.scope(def.id());
+                kojibox_proc::terminate_scope(pid, scope.as_ref(), def.stop_timeout).await;
                 let _ = child.wait().await;
                 return Err(format!("{step}: cancelled"));
             }
@@ -203,6 +265,63 @@ async fn prepare_data(
         }
     }
     Ok(())
+}
+
+/// The setup commands' `${secretfile.*}` files, removed (folder and all) when dropped.
+struct SecretFiles<'a>(&'a Definition);
+
+impl<'a> SecretFiles<'a> {
+    /// Writes each file 0400 into a fresh 0700 folder, both owned by `user` when given.
+    fn write(
+        def: &'a Definition,
+        resolved: &Resolved,
+        user: Option<&kojibox_proc::User>,
+    ) -> std::result::Result<Option<SecretFiles<'a>>, String> {
+        if resolved.secret_files.is_empty() {
+            return Ok(None);
+        }
+        let dir = def.secret_files_dir();
+        let guard = SecretFiles(def);
+        let fail = |what: &std::path::Path, e: std::io::Error| {
+            format!("could not write the secret file {}: {e}", what.display())
+        };
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(|e| fail(&dir, e))?;
+        for (path, value) in &resolved.secret_files {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o400);
+            let mut file = options.open(path).map_err(|e| fail(path, e))?;
+            file.write_all(value.as_bytes())
+                .map_err(|e| fail(path, e))?;
+        }
+        if let Some(user) = user {
+            kojibox_proc::chown_tree(&dir, user).map_err(|e| fail(&dir, e))?;
+        }
+        Ok(Some(guard))
+    }
+}
+
+impl Drop for SecretFiles<'_> {
+    fn drop(&mut self) {
+        let _ = remove_secret_files(self.0);
+    }
+}
+
+/// Removes the `${secretfile.*}` folder of `def`, if there is one.
+fn remove_secret_files(def: &Definition) -> std::result::Result<(), String> {
+    let dir = def.secret_files_dir();
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+            "could not remove the secret files in {}: {e}; remove that folder",
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn clear_dir(dir: &std::path::Path) -> std::io::Result<()> {

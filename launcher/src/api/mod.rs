@@ -1,6 +1,7 @@
 //! The API server: `POST /rpc`, `GET /events` (SSE) and the browser entry `/`, on loopback only.
 //!
-//! Every request first passes [`guard`] (Host, Origin, body size, token). The daemon writes
+//! Every request first passes [`guard`] (one Host and one Origin, Host, Origin, body size,
+//! credential); [`server`] bounds the connections and their idle time. The daemon writes
 //! `app/state/api.json` (`{"url", "pid"}`) and `app/state/api-token` (mode 0600, new at each
 //! start, [`kojibox_home::endpoint`]) once it listens, and removes them when it stops; the CLI
 //! finds the daemon through them.
@@ -9,14 +10,19 @@ pub mod events;
 pub mod guard;
 pub mod hub;
 pub mod rpc;
+pub mod server;
+pub mod session;
+pub mod sessions;
 pub mod state;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::response::{Html, IntoResponse};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use kojibox_manifests::error::ErrorCode;
 
 use crate::error::{Error, Result};
 pub use state::AppState;
@@ -27,18 +33,50 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rpc", post(rpc::rpc))
         .route("/events", get(events::events))
         .route("/", get(index))
+        .route("/app.js", get(script))
+        .route("/session", post(session::exchange).delete(session::logout))
+        .route("/session/login", post(session::login))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             guard::guard,
         ))
+        .layer(axum::middleware::from_fn(guard::secure_headers))
         .with_state(state)
 }
 
+/// The browser entry: a page that signs in with a one-time login code (see [`session`]).
 async fn index() -> impl IntoResponse {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>kojibox</title>",
-        "<h1>kojibox daemon</h1><p>API: <code>POST /rpc</code>; events: <code>GET /events</code>.</p>"
-    ))
+    Html(include_str!("../../assets/index.html"))
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../assets/app.js"),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    guard::refuse(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "No such route",
+        format!(
+            "`{}` is not served: the API is POST /rpc and GET /events",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    guard::refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotFound,
+        "Method not allowed",
+        format!("`{method} {}` is not served", uri.path()),
+    )
 }
 
 /// Binds the API listener; only loopback addresses are allowed.
@@ -49,11 +87,15 @@ pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
             format!("`{listen}`: {e} (expected 127.0.0.1:PORT)"),
         )
     })?;
-    if !address.ip().is_loopback() {
+    if !matches!(
+        address.ip(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST) | IpAddr::V6(Ipv6Addr::LOCALHOST)
+    ) {
         return Err(Error::invalid(
             "Invalid listen address",
             format!(
-                "`{listen}` is not a loopback address: the API is only served on 127.0.0.1 or [::1]"
+                "`{listen}` is not 127.0.0.1 or [::1]: the API is only served there (the Host \
+                 check accepts no other address, so every request would be refused)"
             ),
         ));
     }

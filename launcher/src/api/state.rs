@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::hub::EventHub;
+use super::sessions::Sessions;
 
 /// What the handlers share.
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// The bearer token.
     pub token: String,
+    /// Browser sessions.
+    pub sessions: Sessions,
     /// The port the daemon listens on (for the Host and Origin checks).
     pub port: u16,
     /// Cancelled to make the daemon restart itself (after kojibox replaced itself).

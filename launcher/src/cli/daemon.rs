@@ -122,14 +122,9 @@ pub(crate) fn up(home: &Home, json: bool) -> Result<ExitCode> {
 /// Starts `kojibox serve` in the background (its output in `app/logs/daemon.log`) and waits
 /// until it answers.
 fn start_daemon(home: &Home) -> Result<Client> {
-    let logs = home.logs_dir();
     let daemon_log = home.daemon_log();
-    std::fs::create_dir_all(&logs)
-        .with_context(|| format!("could not create {}", logs.display()))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&daemon_log)?;
+    // `app/logs` 0700 and the file 0600, never through a link planted in the home.
+    let log = kojibox_home::fs::open_append_private(home, &daemon_log)?;
     let exe = std::env::current_exe().context("could not find the kojibox executable")?;
     let passphrase = super::passphrase::passphrase_for(home)?;
     let mut command = std::process::Command::new(exe);

@@ -4,6 +4,7 @@
 pub(crate) mod backend;
 pub(crate) mod config;
 pub(crate) mod daemon;
+pub(crate) mod dashboard;
 pub(crate) mod events;
 pub(crate) mod install;
 pub(crate) mod logs;

@@ -1,6 +1,7 @@
 //! The secret store's passphrase: from `KOJIBOX_PASSPHRASE`, a silent prompt, or standard input.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use kojibox_home::Home;
@@ -16,14 +17,40 @@ pub(crate) fn open_store(home: &Home) -> Result<SecretStore> {
     Ok(SecretStore::open(home, passphrase.as_ref())?)
 }
 
+/// The variable a passphrase may come in.
+const VARIABLE: &str = "KOJIBOX_PASSPHRASE";
+
+/// `KOJIBOX_PASSPHRASE`, taken out of the environment by [`take_from_environment`].
+static FROM_ENVIRONMENT: OnceLock<Option<SecretValue>> = OnceLock::new();
+
+/// Reads `KOJIBOX_PASSPHRASE` once and removes it from this process's environment, so that no
+/// child (the watchdog, a service, a restarted daemon) inherits it. Must run first thing in
+/// `main`, before any thread exists.
+///
+/// The kernel's copy of the initial environment (`/proc/<pid>/environ`) still holds it; that
+/// file is readable by root only once the process is not dumpable
+/// (`kojibox_proc::limits::forbid_core_dumps`, called just before).
+pub(crate) fn take_from_environment() {
+    let value = std::env::var(VARIABLE).ok().map(SecretValue::new);
+    if value.is_some() {
+        // SAFETY: called at the start of `main`, while this process has one thread: nothing can
+        // read the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::remove_var(VARIABLE);
+        }
+    }
+    let _ = FROM_ENVIRONMENT.set(value);
+}
+
 /// The passphrase of a protected store: `KOJIBOX_PASSPHRASE`, else a prompt on a terminal,
 /// else none.
 pub(crate) fn passphrase_for(home: &Home) -> Result<Option<SecretValue>> {
     if !SecretStore::is_locked(home) {
         return Ok(None);
     }
-    if let Ok(value) = std::env::var("KOJIBOX_PASSPHRASE") {
-        return Ok(Some(SecretValue::new(value)));
+    if let Some(Some(value)) = FROM_ENVIRONMENT.get() {
+        return Ok(Some(value.clone()));
     }
     if std::io::stdin().is_terminal() {
         return Ok(Some(prompt("passphrase of the secret store: ")?));

@@ -34,7 +34,7 @@ pub(crate) struct ProjectArgs {
     /// Display name (default: the id).
     #[arg(long)]
     name: Option<String>,
-    /// The project's folder (made absolute; it must exist).
+    /// The project's folder (made absolute and canonical; it must exist).
     #[arg(long)]
     path: Option<std::path::PathBuf>,
     /// Its local domain, ending in .test or .localhost (empty: none).
@@ -105,8 +105,9 @@ pub(crate) fn projects(home: &Home, command: ProjectsCommand, json: bool) -> Res
                 project.name = name;
             }
             if let Some(path) = args.path {
-                project.path = std::path::absolute(&path)
-                    .with_context(|| format!("--path {}", path.display()))?
+                // Canonical: `.` and `..` resolved (a stored path must be normalized).
+                project.path = std::fs::canonicalize(&path)
+                    .with_context(|| format!("--path {}: the folder must exist", path.display()))?
                     .to_string_lossy()
                     .into_owned();
             }

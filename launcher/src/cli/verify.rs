@@ -1,4 +1,6 @@
-//! `kojibox verify`: every installed payload re-hashed against its signed index; exit 1 on drift.
+//! `kojibox verify`: every installed payload re-hashed against its signed index, every difference
+//! listed (modes, setuid/setgid, added, missing and changed files, links leaving the payload); exit
+//! 1 on drift.
 
 use std::process::ExitCode;
 
@@ -17,12 +19,15 @@ pub(crate) fn run(home: &Home, json: bool) -> Result<ExitCode> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"clean": report.is_clean(), "payloads": payloads, "problems": report.problems})
+                &serde_json::json!({"clean": report.is_clean(), "payloads": payloads, "problems": report.problems, "notes": report.notes})
             )?
         );
     } else {
         for problem in &report.problems {
             println!("PROBLEM  {problem}");
+        }
+        for note in &report.notes {
+            println!("note     {note}");
         }
         for p in &report.payloads {
             if p.drift.is_empty() {

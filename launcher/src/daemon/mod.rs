@@ -26,7 +26,7 @@ mod notice;
 mod recovery;
 mod reexec;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,17 +193,22 @@ impl Daemon {
             events: events.clone(),
             vault,
             token: token.clone(),
+            sessions: api::sessions::Sessions::default(),
             port: addr.port(),
             restart: restart.clone(),
             tasks: tasks.clone(),
         });
         let closing = CancellationToken::new();
+        // A quarter of the descriptors at most: the rest stays for the supervisor.
+        let connections =
+            api::server::Connections::new(api::server::cap_for(kojibox_proc::limits::open_files()));
         // Tracked by its handle: awaited for a grace period at the end, then aborted.
-        let server = tokio::spawn(
-            axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(closing.clone().cancelled_owned())
-                .into_future(),
-        );
+        let server = tokio::spawn(api::server::serve(
+            listener,
+            api::router(state),
+            connections,
+            closing.clone(),
+        ));
         let url = format!("http://{addr}");
         let h = home.clone();
         let written = Endpoint {
@@ -291,7 +296,7 @@ struct Run {
     closing: CancellationToken,
     narrating: CancellationToken,
     hub_stop: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     _lock: kojibox_home::Lock,
 }
 
@@ -345,7 +350,9 @@ impl Run {
                 .filter(|s| matches!(s.state, ServiceStatus::Running | ServiceStatus::Starting))
                 .map(|s| s.id)
                 .collect();
-            if let Err(e) = kojibox_home::fs::write_json(&self.home.resume_file(), &running) {
+            if let Err(e) =
+                kojibox_home::fs::write_json(&self.home, &self.home.resume_file(), &running)
+            {
                 // The services still stop in order; the new kojibox starts none by itself.
                 notices(Notice::Note(format!(
                     "could not record which services to start again after the restart: {e}"
@@ -385,6 +392,8 @@ impl Run {
 /// itself, it stops its services (noting which ran), then executes the new kojibox in its place
 /// (same pid, same arguments), which starts them again.
 pub fn serve(home: &Home, options: DaemonOptions, notices: Notices) -> Result<()> {
+    // Many connections and services must not run into a low default (1,024 descriptors).
+    kojibox_proc::limits::raise_open_files();
     // Named now: once replaced, the running executable's own path names the new file.
     let exe = std::env::current_exe().map_err(Error::io("find", "the kojibox executable"))?;
     let passphrase = options.passphrase.clone();

@@ -14,13 +14,17 @@
 //! started or adopted and every process whose environment names the home (the services and
 //! their children), by pid.
 
+mod browser;
 mod cli;
 mod config;
 pub mod contract;
 mod events;
+mod flood;
 mod http;
+mod memory;
 mod secrets;
 mod security;
+mod strict;
 
 pub use http::{EventStream, Reply, Sse, connect, exchange, read_reply, request};
 
@@ -133,6 +137,8 @@ pub struct Api {
     pub token: String,
     /// The daemon's pid (the `serve` child, or the adopted one).
     pub pid: u32,
+    /// A shell snippet `serve` runs after, when set (`ulimit -n 256`, `cd DIR`).
+    pub prelude: Option<String>,
     child: Option<Child>,
     adopted: Vec<(u32, Option<u64>)>,
     stderr: Arc<Mutex<Vec<String>>>,
@@ -152,6 +158,7 @@ impl Api {
             port: 0,
             token: String::new(),
             pid: 0,
+            prelude: None,
             child: None,
             adopted: Vec::new(),
             stderr: Arc::default(),
@@ -173,7 +180,16 @@ impl Api {
     /// [`serve`](Api::serve), writing `input` to its standard input, with `envs` set.
     pub fn serve_with(&mut self, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) {
         assert!(self.child.is_none(), "a daemon already runs");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
+        let mut command = match &self.prelude {
+            None => Command::new(env!("CARGO_BIN_EXE_kojibox")),
+            Some(prelude) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("{prelude} && exec \"$0\" \"$@\"")])
+                    .arg(env!("CARGO_BIN_EXE_kojibox"));
+                sh
+            }
+        };
+        let mut child = command
             .arg("--home")
             .arg(self.env.home_dir())
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -7,8 +7,10 @@
 //! so the tests measure the children themselves rather than the supervisor's own account.
 
 mod daemon;
+mod escape;
 mod groups;
 mod logs;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -538,7 +540,7 @@ async fn an_unreachable_home_is_permission_denied() {
     let (code, detail) = code(&err);
     assert_eq!(code, ErrorCode::PermissionDenied, "{detail}");
     assert!(
-        detail.contains("nobody") && detail.contains(&env.root().display().to_string()),
+        detail.contains("-svc") && detail.contains(&env.root().display().to_string()),
         "the detail must name the user and the folder that blocks: {detail}"
     );
     assert_eq!(sup.state("svc").unwrap().state, ServiceStatus::Error);

@@ -16,6 +16,7 @@ pub fn sh(script: &str, cwd: &Path) -> SpawnSpec {
         env: Vec::new(),
         cwd: cwd.to_owned(),
         user: None,
+        scope: None,
     }
 }
 

@@ -57,6 +57,7 @@ async fn environment_is_clean_and_cwd_applied() {
         env: vec![("KOJIBOX_PASSED".into(), "yes it is".into())],
         cwd: cwd.clone(),
         user: None,
+        scope: None,
     };
     let spawner = Spawner::new().unwrap();
     let output = spawner

@@ -143,3 +143,95 @@ async fn services_run_as_the_service_user() {
     };
     assert_eq!(blocking, dir.path(), "{err}");
 }
+
+/// A user database in a temp folder: a few system users, one ordinary user inside the range's
+/// start (as a site might have), and its group file.
+fn database(dir: &Path) -> kojibox_proc::UserDatabase {
+    let first = *kojibox_proc::SERVICE_IDS.start();
+    let db = kojibox_proc::UserDatabase {
+        passwd: dir.join("passwd"),
+        group: dir.join("group"),
+        lock: dir.join(".pwd.lock"),
+    };
+    std::fs::write(
+        &db.passwd,
+        format!(
+            "root:x:0:0:root:/root:/bin/bash\nsomeone:x:{first}:100::/home/someone:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &db.group,
+        format!("root:x:0:\nsomegroup:x:{}:\n", first + 1),
+    )
+    .unwrap();
+    db
+}
+
+#[test]
+fn each_service_of_each_home_gets_its_own_uid_kept_across_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path());
+    let first = *kojibox_proc::SERVICE_IDS.start();
+    let home_a = dir.path().join("a/app/state/service-users");
+    let home_b = dir.path().join("b/app/state/service-users");
+    let a_pg = kojibox_proc::own_service_user_in(&db, &home_a, "postgres").unwrap();
+    let a_web = kojibox_proc::own_service_user_in(&db, &home_a, "web").unwrap();
+    let b_pg = kojibox_proc::own_service_user_in(&db, &home_b, "postgres").unwrap();
+    let uids = [a_pg.uid, a_web.uid, b_pg.uid];
+    for user in [&a_pg, &a_web, &b_pg] {
+        assert!(kojibox_proc::SERVICE_IDS.contains(&user.uid), "{user:?}");
+        assert_eq!(user.uid, user.gid);
+        // Neither the user in /etc/passwd nor the group in /etc/group is reused.
+        assert!(user.uid > first + 1, "{user:?}");
+        assert_eq!(
+            kojibox_proc::lookup_user_in(&db.passwd, &user.name).unwrap(),
+            *user,
+            "programs can look themselves up"
+        );
+    }
+    assert!(
+        uids[0] != uids[1] && uids[1] != uids[2] && uids[0] != uids[2],
+        "{uids:?}"
+    );
+    // Asked again: the same users, nothing added.
+    let passwd = std::fs::read_to_string(&db.passwd).unwrap();
+    assert_eq!(
+        kojibox_proc::own_service_user_in(&db, &home_a, "postgres").unwrap(),
+        a_pg
+    );
+    assert_eq!(std::fs::read_to_string(&db.passwd).unwrap(), passwd);
+    let group = std::fs::read_to_string(&db.group).unwrap();
+    assert!(
+        group.contains(&format!("{}:!:{}:\n", a_pg.name, a_pg.uid)),
+        "{group}"
+    );
+    assert!(
+        passwd.contains("someone:x:"),
+        "other lines are kept:\n{passwd}"
+    );
+
+    // Home b goes away: its user is forgotten when the next one is made, and its uid reused.
+    std::fs::remove_file(&home_b).unwrap();
+    let a_cache = kojibox_proc::own_service_user_in(&db, &home_a, "cache").unwrap();
+    assert_eq!(
+        a_cache.uid, b_pg.uid,
+        "the stale uid is the first free one again"
+    );
+    let passwd = std::fs::read_to_string(&db.passwd).unwrap();
+    assert!(!passwd.contains(&b_pg.name), "{passwd}");
+
+    // The record travels with the home: in a fresh database it gets its uids back.
+    let db2 = database(
+        &std::fs::create_dir_all(dir.path().join("db2"))
+            .map(|()| dir.path().join("db2"))
+            .unwrap(),
+    );
+    assert_eq!(
+        kojibox_proc::own_service_user_in(&db2, &home_a, "web")
+            .unwrap()
+            .uid,
+        a_web.uid
+    );
+}

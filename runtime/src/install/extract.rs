@@ -1,5 +1,7 @@
 //! Extracting a verified bundle into a staging folder: the [`Visit`] the installer hands the
-//! strict reader of `kojibox-kbx`, and the file-level work it does for each member.
+//! strict reader of `kojibox-kbx`, and the file-level work it does for each member: folders
+//! `0755` and files with their signed mode, never setuid/setgid nor writable by group or others,
+//! owned by root when installing as root.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -100,7 +102,7 @@ impl Visit for Extraction<'_, '_> {
         if let Some(parent) = dest.parent()
             && self.created.insert(parent.to_owned())
         {
-            std::fs::create_dir_all(parent)?;
+            create_folders(parent)?;
         }
         let written = match (entry.kind, data) {
             (EntryKind::File, Some(data)) => write_file(&dest, data, entry.mode),
@@ -141,6 +143,45 @@ pub(crate) fn sync_tree(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The mode a payload file is installed with: the signed one, never setuid, setgid or sticky and
+/// never writable by group or others (the plan refuses a bundle that signs such a mode, so this
+/// is the signed mode for every bundle installed). The owner keeps its write bit: the owner is
+/// root (installing as root) or kojibox's own user, who could restore it anyway, and the mode is
+/// part of the signed checksum.
+pub(crate) const fn installed_mode(signed: u32) -> u32 {
+    signed & 0o755
+}
+
+/// Creates `dir` and its missing parents, each `0755` whatever the umask (services running as
+/// their own users must reach the payload; no one else may write it) and owned by root when
+/// installing as root.
+pub(crate) fn create_folders(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_folders(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::chown(
+                dir,
+                Some(rustix::fs::Uid::ROOT),
+                Some(rustix::fs::Gid::ROOT),
+            )?;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
 fn write_file(dest: &Path, data: &mut dyn Read, mode: u32) -> io::Result<()> {
     let mut file = File::create_new(dest)?;
     let written = io::copy(data, &mut file)?;
@@ -155,7 +196,15 @@ fn write_file(dest: &Path, data: &mut dyn Read, mode: u32) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))?;
+        // Root's, not whoever owns the folder's group (a setgid parent would give its group).
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::fchown(
+                &file,
+                Some(rustix::fs::Uid::ROOT),
+                Some(rustix::fs::Gid::ROOT),
+            )?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(installed_mode(mode)))?;
     }
     #[cfg(not(unix))]
     let _ = mode;

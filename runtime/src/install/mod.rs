@@ -158,6 +158,8 @@ fn install_locked(
     if let Some(key) = given.as_ref().filter(|k| k.key_id() == signer)
         && store.get(key.key_id()).is_none()
     {
+        // `app/keys` 0700 whatever the umask, never through a link, before a key is pinned.
+        kojibox_home::fs::create_dir(home, &home.keys())?;
         store.add(key)?;
         pinned = true;
     }
@@ -193,13 +195,17 @@ fn finalize(
         sync_tree(staging)?;
     }
     let version = &signed.index.manifest.version;
-    write_atomic(&home.index_file(version), &signed.index_bytes)?;
-    write_atomic(&home.index_signature(version), signed.signature.as_bytes())?;
+    write_atomic(home, &home.index_file(version), &signed.index_bytes)?;
+    write_atomic(
+        home,
+        &home.index_signature(version),
+        signed.signature.as_bytes(),
+    )?;
     for payload in payloads.iter().filter(|p| p.install) {
         let from = staging.join(&payload.root);
         let to = home.join(&payload.root);
         let parent = to.parent().unwrap_or(home.root());
-        std::fs::create_dir_all(parent).map_err(Error::io("create folder", parent))?;
+        kojibox_home::fs::create_dir(home, parent)?;
         std::fs::rename(&from, &to).map_err(Error::io("move payload into", &to))?;
         kojibox_home::fs::sync_dir(parent)?;
     }
@@ -209,7 +215,7 @@ fn finalize(
     manifest
         .services
         .retain(|s| roots.contains(s.payload_root().as_str()));
-    write_json(&home.manifest(), &manifest)?;
+    write_json(home, &home.manifest(), &manifest)?;
     kojibox_home::fault::point("install:after-switch");
     write_templates(home, signed)?;
     if watermark {

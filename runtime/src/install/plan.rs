@@ -2,6 +2,7 @@
 
 use kojibox_home::Home;
 use kojibox_kbx::read::Signed;
+use kojibox_manifests::bundle::EntryKind;
 use kojibox_manifests::model::RuntimeManifest;
 
 use super::options::InstallOptions;
@@ -68,6 +69,24 @@ pub(crate) fn plan(
                 targets.join(", ")
             ),
         )));
+    }
+    // A file other users may write is one a service user could change under a service: refused
+    // (the bundler packs only 0644 and 0755; the index validation refuses special bits).
+    for service in &selected {
+        let prefix = format!("{}/", service.payload_root());
+        if let Some(entry) = signed.index.files.iter().find(|e| {
+            e.kind == EntryKind::File && e.path.starts_with(&prefix) && e.mode & 0o022 != 0
+        }) {
+            return Err(Stop::Refused(Error::invalid(
+                "Unsafe file mode",
+                format!(
+                    "{} in {} has mode {:04o}, writable by group or others: a payload file may not be writable by other users; the publisher must pack it without group/other write (0644 or 0755)",
+                    entry.path,
+                    service.label(),
+                    entry.mode
+                ),
+            )));
+        }
     }
     let stored = stored_checksums(home).map_err(Stop::Refused)?;
     let mut out = Vec::new();

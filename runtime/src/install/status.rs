@@ -58,6 +58,7 @@ impl Reporter<'_> {
         self.last = Some(update);
         if new_phase {
             let _ = write_json(
+                self.home,
                 &self.home.installer_status(),
                 &StatusFile {
                     phase: phase.into(),
@@ -76,6 +77,7 @@ impl Reporter<'_> {
         };
         (self.sink)(&update);
         let _ = write_json(
+            self.home,
             &self.home.installer_status(),
             &StatusFile {
                 phase: "failed".into(),

@@ -32,7 +32,7 @@ pub fn download(
         )));
     }
     let dir = home.update_cache();
-    std::fs::create_dir_all(&dir).map_err(Error::io("create folder", &dir))?;
+    kojibox_home::fs::create_dir(home, &dir)?;
     let done = home.update_download(&index.version);
     let part = home.update_partial(&index.version);
     if done.exists() && hash(&done)? == (index.sha256.clone(), index.size) {

@@ -43,7 +43,7 @@ pub fn replace_self(home: &Home, manifest: &RuntimeManifest) -> Result<bool> {
     // The one running now is kept, for `rollback`.
     let keep = home.previous_exe();
     let bytes = std::fs::read(&current).map_err(Error::io("read", &current))?;
-    kojibox_home::fs::write_atomic(&keep, &bytes)?;
+    kojibox_home::fs::write_atomic(home, &keep, &bytes)?;
     self_replace::self_replace(&new).map_err(Error::io("replace the executable with", &new))?;
     Ok(true)
 }

@@ -400,7 +400,7 @@ fn serve_writes_a_fresh_private_token_each_start_and_sigterm_stops_everything_th
     let refused = kojibox(&api, &["serve", "--listen", "0.0.0.0:0"], WAIT);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(
-        stderr(&refused).contains("not a loopback address"),
+        stderr(&refused).contains("is not 127.0.0.1 or [::1]"),
         "{}",
         text(&refused)
     );

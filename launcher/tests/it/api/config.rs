@@ -152,7 +152,7 @@ fn every_invalid_setting_is_refused_naming_its_field_and_nothing_is_written() {
 }
 
 /// A folder only its owner may read: as a user, mode 000; as root (whose services run as
-/// `nobody`), a root-owned 0700 folder, which nobody cannot read.
+/// users of their own), a root-owned 0700 folder, which they cannot read.
 #[test]
 fn an_unreadable_project_path_is_refused() {
     let api = Api::boot(&[]);
@@ -170,7 +170,7 @@ fn an_unreadable_project_path_is_refused() {
         "{e:?}"
     );
     if root {
-        assert!(e.detail.contains("by nobody"), "{e:?}");
+        assert!(e.detail.contains("by each service's own user"), "{e:?}");
     }
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(api.rpc("config.setProject", p)["result"], "ok");
