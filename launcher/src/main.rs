@@ -39,7 +39,8 @@ enum Command {
     ///
     /// The first install pins the key given with --pubkey in app/keys/; later installs must be
     /// signed by a pinned key (--pubkey pins another one). Only this machine's payloads are
-    /// installed unless --all-targets. Installing the same bundle again does nothing.
+    /// installed unless --all-targets. Installing the same bundle again reads and verifies it
+    /// whole, then does nothing.
     Install {
         /// The bundle (.kbx).
         bundle: PathBuf,
@@ -52,6 +53,11 @@ enum Command {
         /// Allow installing a bundle older than the installed one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Allow a bundle whose version is installed already from another signed index (a
+        /// rebuild that kept its version); without it, such a bundle is refused, naming what
+        /// would change.
+        #[arg(long)]
+        replace: bool,
     },
     /// Run the daemon in the foreground: supervise the installed services until Ctrl-C.
     ///
@@ -187,7 +193,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             pubkey,
             all_targets,
             allow_downgrade,
-        } => cli::install::run(&home, bundle, pubkey, all_targets, allow_downgrade),
+            replace,
+        } => cli::install::run(&home, bundle, pubkey, all_targets, allow_downgrade, replace),
         Command::Serve {
             up,
             listen,

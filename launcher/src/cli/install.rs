@@ -17,11 +17,13 @@ pub(crate) fn run(
     pubkey: Option<PathBuf>,
     all_targets: bool,
     allow_downgrade: bool,
+    replace: bool,
 ) -> Result<ExitCode> {
     let options = InstallOptions {
         pubkey,
         all_targets,
         allow_downgrade,
+        replace,
         defer_watermark: false,
     };
     let interactive = std::io::stderr().is_terminal();
@@ -50,7 +52,7 @@ pub(crate) fn run(
     }
     if !report.changed {
         println!(
-            "bundle {} is already installed in {}; nothing to do",
+            "bundle {} is already installed in {} (this copy verified byte for byte); nothing to do",
             report.version,
             home.root().display()
         );

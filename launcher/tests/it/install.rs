@@ -452,3 +452,70 @@ fn an_error_names_its_cause_once() {
         "the cause is said once: {err}"
     );
 }
+
+#[test]
+fn a_damaged_copy_of_the_installed_bundle_is_refused_not_called_already_installed() {
+    let env = Env::new();
+    let v1 = env.bundle("v1", &Spec::demo("1.0.0", "1.0").big(2));
+    env.cli_install(&v1, Some(1), &[]);
+    let bytes = std::fs::read(&v1).unwrap();
+    // A USB copy cut short, and one with a flipped byte late in the payload.
+    let truncated = env.write_bundle("cut", &bytes[..bytes.len() * 3 / 4]);
+    let mut flipped = bytes.clone();
+    let at = bytes.len() - 64;
+    flipped[at] ^= 0x40;
+    let flipped = env.write_bundle("flipped", &flipped);
+    let before = env.snapshot();
+    for bad in [&truncated, &flipped] {
+        let out = env.kojibox(&env.install_args(bad, None, &[]), None);
+        assert!(!out.status.success(), "{}: {}", bad.display(), text(&out));
+        assert!(
+            !text(&out).contains("already installed"),
+            "{}: {}",
+            bad.display(),
+            text(&out)
+        );
+    }
+    let changes: Vec<String> = diff(&before, &env.snapshot())
+        .into_iter()
+        .filter(|c| c != "changed app/state/installer.json")
+        .collect();
+    assert!(changes.is_empty(), "a refused copy changed: {changes:?}");
+    // The intact copy is still the installed one.
+    let out = env.cli_install(&v1, None, &[]);
+    assert!(stdout(&out).contains("already installed"), "{}", text(&out));
+}
+
+#[test]
+fn a_different_bundle_with_the_installed_version_is_refused_naming_what_changes() {
+    let env = Env::new();
+    let v1 = env.bundle(
+        "v1",
+        &Spec::demo("1.0.0", "1.0").with("cache", "7.2", &host()),
+    );
+    env.cli_install(&v1, Some(1), &[]);
+    let manifest = std::fs::read(env.at("runtime/manifest.json")).unwrap();
+    // A rebuild that kept the version: `cache` dropped, `queue` added.
+    let rebuild = env.bundle(
+        "rebuild",
+        &Spec::demo("1.0.0", "1.0").with("queue", "3.1", &host()),
+    );
+    let out = env.kojibox(&env.install_args(&rebuild, None, &[]), None);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("remove cache 7.2") && said.contains("add queue 3.1"),
+        "{said}"
+    );
+    assert!(said.contains("--replace"), "{said}");
+    assert_eq!(
+        std::fs::read(env.at("runtime/manifest.json")).unwrap(),
+        manifest,
+        "the manifest was replaced"
+    );
+    // Asked for, it replaces.
+    let out = env.kojibox(&env.install_args(&rebuild, None, &["--replace"]), None);
+    assert!(out.status.success(), "{}", text(&out));
+    let now = std::fs::read_to_string(env.at("runtime/manifest.json")).unwrap();
+    assert!(now.contains("queue") && !now.contains("\"cache\""), "{now}");
+}

@@ -36,6 +36,9 @@ pub(crate) struct Extraction<'a, 'r> {
     pub(crate) total: u64,
     /// What the plan decided.
     pub(crate) payloads: Vec<Payload>,
+    /// The plan found this very bundle installed: nothing is extracted, but the whole bundle is
+    /// still read and verified, so a damaged copy is never called "already installed".
+    pub(crate) already: bool,
     created: HashSet<PathBuf>,
     progress: u8,
     fault_at: bool,
@@ -64,6 +67,7 @@ impl<'a, 'r> Extraction<'a, 'r> {
             read,
             total,
             payloads: Vec::new(),
+            already: false,
             created: HashSet::new(),
             progress: 0,
             fault_at: kojibox_home::fault::armed("install:extract"),
@@ -72,16 +76,22 @@ impl<'a, 'r> Extraction<'a, 'r> {
 }
 
 impl Visit for Extraction<'_, '_> {
-    type Stop = Stop;
+    type Stop = Error;
 
-    fn index(&mut self, signed: &Signed) -> ControlFlow<Stop> {
+    fn index(&mut self, signed: &Signed) -> ControlFlow<Error> {
         match plan(self.home, signed, self.current, self.host, self.options) {
             Ok(list) => {
                 self.payloads = list;
                 self.reporter.phase("extract", 5);
                 ControlFlow::Continue(())
             }
-            Err(stop) => ControlFlow::Break(stop),
+            Err(Stop::Already) => {
+                // Read on (extracting nothing): only a bundle that verifies to its end is the
+                // one installed.
+                self.already = true;
+                ControlFlow::Continue(())
+            }
+            Err(Stop::Refused(e)) => ControlFlow::Break(e),
         }
     }
 
@@ -89,7 +99,8 @@ impl Visit for Extraction<'_, '_> {
         let percent = 5 + (85 * self.read.load(Ordering::Relaxed) / self.total).min(85) as u8;
         if percent != self.progress {
             self.progress = percent;
-            self.reporter.phase("extract", percent);
+            let phase = if self.already { "verify" } else { "extract" };
+            self.reporter.phase(phase, percent);
         }
         let wanted = self
             .payloads

@@ -45,7 +45,7 @@ use crate::activate::{raise_watermark, write_templates};
 use crate::error::{Error, Result};
 use extract::{CountingReader, Extraction, StagingGuard, sync_tree};
 pub use options::{InstallOptions, InstallReport};
-use plan::{Payload, Stop};
+use plan::Payload;
 use status::Reporter;
 pub use status::status;
 
@@ -135,19 +135,19 @@ fn install_locked(
         kojibox_kbx::read::read_verified(reader, trust, &Limits::default(), &mut extraction)?;
     let signed = match outcome {
         ControlFlow::Continue(signed) => signed,
-        ControlFlow::Break(Stop::Already) => {
-            return Ok(InstallReport {
-                version: current.map(|m| m.version).unwrap_or_default(),
-                changed: false,
-                installed: vec![],
-                kept: vec![],
-                key_id: String::new(),
-                pinned: false,
-                recovered: vec![],
-            });
-        }
-        ControlFlow::Break(Stop::Refused(e)) => return Err(e),
+        ControlFlow::Break(e) => return Err(e),
     };
+    if extraction.already {
+        return Ok(InstallReport {
+            version: signed.index.manifest.version.clone(),
+            changed: false,
+            installed: vec![],
+            kept: vec![],
+            key_id: String::new(),
+            pinned: false,
+            recovered: vec![],
+        });
+    }
     let payloads = std::mem::take(&mut extraction.payloads);
     reporter.phase("finalize", 90);
     // Pin the signing key when the user named it (the first install, or an explicit --pubkey),

@@ -11,6 +11,10 @@ pub struct InstallOptions {
     pub all_targets: bool,
     /// Allow a bundle older than the installed one.
     pub allow_downgrade: bool,
+    /// Allow a bundle whose version is installed already but from a different signed index
+    /// (a rebuild that kept its version): without it, such a bundle is refused, naming what
+    /// would change.
+    pub replace: bool,
     /// Leave the rollback watermark alone (an update raises it once the new version is
     /// healthy, with [`crate::activate::raise_watermark`]).
     pub defer_watermark: bool,

@@ -54,6 +54,20 @@ pub(crate) fn plan(
             ),
         )));
     }
+    if let Some(current) = current
+        && current.version == manifest.version
+        && current.bundle.signature != signed.signature
+        && !options.replace
+    {
+        return Err(Stop::Refused(Error::invalid(
+            "A different bundle with the installed version",
+            format!(
+                "{} is installed from another signed index than this bundle's; installing it would {}. Give the new build a new version, or pass --replace to install it anyway",
+                manifest.version,
+                changes(current, manifest)
+            ),
+        )));
+    }
     let selected: Vec<_> = manifest
         .services
         .iter()
@@ -132,6 +146,38 @@ pub(crate) fn plan(
         return Err(Stop::Already);
     }
     Ok(out)
+}
+
+/// What replacing `old` by `new` would change, for a person: `remove postgres 16.14 linux-x64,
+/// add redis 7.0 linux-x64`; `change only the index's signature` when no payload differs.
+fn changes(old: &RuntimeManifest, new: &RuntimeManifest) -> String {
+    let label = |s: &kojibox_manifests::model::ServiceBinary| s.label();
+    let mut out = Vec::new();
+    for s in &old.services {
+        match new
+            .services
+            .iter()
+            .find(|n| n.payload_root() == s.payload_root())
+        {
+            None => out.push(format!("remove {}", label(s))),
+            Some(n) if n.checksum != s.checksum => out.push(format!("change {}", label(s))),
+            Some(_) => {}
+        }
+    }
+    for n in &new.services {
+        if !old
+            .services
+            .iter()
+            .any(|s| s.payload_root() == n.payload_root())
+        {
+            out.push(format!("add {}", label(n)));
+        }
+    }
+    if out.is_empty() {
+        "change only the index (same payloads, another signature)".to_owned()
+    } else {
+        out.join(", ")
+    }
 }
 
 /// `(payload root, checksum)` of every payload named by a stored index.
