@@ -519,3 +519,65 @@ fn a_different_bundle_with_the_installed_version_is_refused_naming_what_changes(
     let now = std::fs::read_to_string(env.at("runtime/manifest.json")).unwrap();
     assert!(now.contains("queue") && !now.contains("\"cache\""), "{now}");
 }
+
+#[test]
+fn a_missing_bundle_is_not_found_and_a_fifo_or_folder_is_refused_at_once() {
+    let env = Env::new();
+    let missing = env.root().join("nope.kbx");
+    let out = env.kojibox(&env.install_args(&missing, Some(1), &[]), None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no bundle at") && stderr(&out).contains("nope.kbx"),
+        "{}",
+        text(&out)
+    );
+    let error =
+        launcher::installer::start(&env.home(), Some(missing.to_str().unwrap()), &mut |_| {})
+            .unwrap_err();
+    assert_eq!(
+        kojibox_home::ToApi::code(&error),
+        kojibox_manifests::error::ErrorCode::NotFound,
+        "{error}"
+    );
+
+    // A FIFO nobody writes: opening it for reading would block for ever, holding the lock.
+    let fifo = env.root().join("pipe.kbx");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for odd in [&fifo, &env.root().to_path_buf()] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kojibox"))
+            .arg("--home")
+            .arg(env.home_dir())
+            .args(["install", odd.to_str().unwrap(), "--pubkey"])
+            .arg(env.pubkey(1))
+            .env_remove("KOJIBOX_HOME")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("install of {} hangs", odd.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("is not a regular file"),
+            "{}: {}",
+            odd.display(),
+            text(&out)
+        );
+    }
+    // The install lock was let go: a real bundle installs.
+    env.cli_install(&env.bundle("v1", &Spec::demo("1.0.0", "1.0")), Some(1), &[]);
+}

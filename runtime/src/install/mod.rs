@@ -82,6 +82,8 @@ fn install_locked(
     options: &InstallOptions,
     reporter: &mut Reporter<'_>,
 ) -> Result<InstallReport> {
+    // The file first: a wrong path says so before anything about keys.
+    let file = open_bundle(bundle)?;
     let mut store = TrustStore::open(home.keys())?;
     let given = options.pubkey.as_deref().map(PublicKey::read).transpose()?;
     if store.is_empty() && given.is_none() {
@@ -97,7 +99,6 @@ fn install_locked(
         key: given.as_ref(),
         store: (!store.is_empty()).then_some(&store),
     };
-    let file = File::open(bundle).map_err(Error::io("open bundle", bundle))?;
     let total = file
         .metadata()
         .map_err(Error::io("read", bundle))?
@@ -181,6 +182,36 @@ fn install_locked(
         pinned,
         recovered: vec![],
     })
+}
+
+/// Opens the bundle file: a missing one is `NOT_FOUND`; anything but a regular file (a FIFO, a
+/// device, a folder) is refused without blocking (opened non-blocking, then checked), so the
+/// install lock is never held waiting on a pipe nobody writes.
+fn open_bundle(bundle: &Path) -> Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(bundle).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            detail: format!("no bundle at {}: check the path", bundle.display()),
+        },
+        _ => Error::io("open bundle", bundle)(e),
+    })?;
+    let meta = file.metadata().map_err(Error::io("read", bundle))?;
+    if !meta.is_file() {
+        return Err(Error::invalid(
+            "Not a bundle file",
+            format!(
+                "{} is not a regular file (a folder, a pipe or a device): give the path of a .kbx file",
+                bundle.display()
+            ),
+        ));
+    }
+    Ok(file)
 }
 
 /// Moves verified payloads into place and switches the manifest.
