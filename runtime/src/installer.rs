@@ -45,12 +45,15 @@ pub fn source(home: &Home, path: Option<&str>) -> Result<PathBuf> {
     })
 }
 
-/// `installer.start`: installs [`source`] with the pinned keys.
+/// `installer.start`: installs [`source`] with the pinned keys. While an update runs it answers
+/// `BUSY` at once: it holds the update lock for the install's length (in the lock order, before
+/// the install lock), so an install never lands between an update's switch and its health gate.
 pub fn start(
     home: &Home,
     path: Option<&str>,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<InstallReport> {
     let bundle = source(home, path)?;
+    let _update = home.lock(kojibox_home::LockName::Update)?;
     install(home, &bundle, &InstallOptions::default(), progress)
 }

@@ -129,3 +129,29 @@ fn start_without_a_bundle_says_so() {
     assert!(err.to_string().contains("bundles/missing.kbx"), "{err}");
     assert_eq!(env.manifest().version, "1.0.0");
 }
+
+#[test]
+fn start_during_an_update_is_busy_and_changes_nothing() {
+    let env = Env::new();
+    env.cli_install(&env.bundle("v1", &Spec::demo("1.0.0", "1.0")), Some(1), &[]);
+    let v2 = env.bundle("v2", &Spec::demo("2.0.0", "2.0"));
+    let home = env.home();
+    let before = env.snapshot();
+    // What `update apply` holds from its plan to its commit.
+    let update = home.lock(kojibox_home::LockName::Update).unwrap();
+    let error = start(&home, Some(v2.to_str().unwrap()), &mut |_| {}).unwrap_err();
+    assert_eq!(
+        kojibox_home::ToApi::code(&error),
+        kojibox_manifests::error::ErrorCode::Busy,
+        "{error}"
+    );
+    assert!(error.to_string().contains("update"), "{error}");
+    let changes: Vec<String> = crate::support::diff(&before, &env.snapshot())
+        .into_iter()
+        .filter(|c| !c.contains("app/state"))
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+    drop(update);
+    let report = start(&home, Some(v2.to_str().unwrap()), &mut |_| {}).unwrap();
+    assert_eq!(report.version, "2.0.0");
+}
