@@ -13,10 +13,16 @@
 //! - files get 0o755 when any execute bit is set, else 0o644 (never setuid/setgid); times and
 //!   owners are left alone, as the packer ignores them.
 //!
+//! - what an archive expands to is capped ([`unpack_cap`]): 64 MiB or 100 times the archive's
+//!   size, whichever is more, and never more than 8 GiB; `KOJIBOX_BUNDLE_MAX_UNPACKED` (bytes)
+//!   sets the cap instead. A decompression bomb (72 KB that unpacks to 2 GiB) stops at the cap
+//!   with an error naming it, before it fills the disk.
+//!
 //! Unpacking happens in a fresh folder under the cache's `tmp/`, renamed to
 //! `unpacked/<sha256>-strip<N>` when complete; an existing folder is reused as is.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -108,10 +114,17 @@ impl Artifact<'_> {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| FetchError::io("rewind", &dest, e))?;
         let work = cache.temp_dir("unpack-")?;
+        let size = file
+            .metadata()
+            .map_err(|e| FetchError::io("read", &dest, e))?
+            .len();
+        let cap = unpack_cap(size);
         let out = Out {
             root: work.path(),
             label: self.label,
             strip: self.strip,
+            budget: Cell::new(cap),
+            cap,
         };
         match kind_of(self.name) {
             Some(Kind::Zip) => out.zip(file)?,
@@ -150,11 +163,29 @@ fn check_file_name(name: &str, label: &str) -> Result<(), FetchError> {
     Ok(())
 }
 
+/// The variable that sets the unpack cap, in bytes.
+pub(crate) const MAX_UNPACKED_VAR: &str = "KOJIBOX_BUNDLE_MAX_UNPACKED";
+
+/// How many bytes an archive of `archive_size` bytes may expand to (see the module docs).
+pub(crate) fn unpack_cap(archive_size: u64) -> u64 {
+    if let Some(cap) = std::env::var(MAX_UNPACKED_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return cap;
+    }
+    archive_size.saturating_mul(100).clamp(64 << 20, 8 << 30)
+}
+
 /// The folder being filled, and what the errors should name.
 struct Out<'a> {
     root: &'a Path,
     label: &'a str,
     strip: u32,
+    /// Bytes the archive may still expand to.
+    budget: Cell<u64>,
+    /// The whole cap, for the error.
+    cap: u64,
 }
 
 impl Out<'_> {
@@ -293,6 +324,14 @@ impl Out<'_> {
             if n == 0 {
                 break;
             }
+            let left = self.budget.get().checked_sub(n as u64).ok_or_else(|| {
+                self.bad(format!(
+                    "it expands to more than {} bytes (at `{raw}`): a decompression bomb, or a \
+                     payload bigger than the cap; set {MAX_UNPACKED_VAR}=BYTES to allow more",
+                    self.cap
+                ))
+            })?;
+            self.budget.set(left);
             file.write_all(&buf[..n])
                 .map_err(|e| FetchError::io("write", path, e))?;
         }

@@ -178,3 +178,31 @@ fn plain_file_keeps_its_name_and_executable_bit() {
     let err = env.resolve(&archive_source("notes.md", 1)).unwrap_err();
     assert!(matches!(err, FetchError::StripNotArchive { .. }), "{err:?}");
 }
+
+#[test]
+fn an_archive_expanding_far_beyond_its_size_is_refused_at_the_cap() {
+    // 70 MiB of zeros: a few KB compressed, over the default cap of max(64 MiB, 100x).
+    let zeros = vec![0u8; 70 << 20];
+    let bomb = tar_zst(&[Item::File("bomb/zeros", &zeros, 0o644)]);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let (env, result) = unpack("bomb.tar.zst", &bomb, 1);
+    let err = result.expect_err("a bomb");
+    assert!(matches!(err, FetchError::BadArchive { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("expands to more than 67108864 bytes")
+            && message.contains("KOJIBOX_BUNDLE_MAX_UNPACKED"),
+        "{message}"
+    );
+    env.assert_cache_empty();
+    // Just under the cap unpacks.
+    let fine = vec![0u8; 60 << 20];
+    let ok = tar_zst(&[Item::File("ok/zeros", &fine, 0o644)]);
+    let (_env, root) = unpack("ok.tar.zst", &ok, 1);
+    assert_eq!(
+        std::fs::metadata(root.unwrap().join("zeros"))
+            .unwrap()
+            .len(),
+        60 << 20
+    );
+}
