@@ -27,5 +27,5 @@ pub mod validate;
 
 pub use app::{get_app, set_app};
 pub use error::{Error, Result};
-pub use project::{get_project, list_projects, set_project};
+pub use project::{get_project, list_projects, remove_project, set_project};
 pub use service::{get_service, set_service, stored_service};

@@ -24,7 +24,7 @@ use kojibox_home::Home;
 use kojibox_home::fs::{read_config, write_json};
 use kojibox_proc::PortCheck;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How many ports a default range spans (the default port and the ones after it).
 pub const DEFAULT_RANGE_SPAN: u16 = 100;
@@ -43,9 +43,60 @@ pub fn owner(key: &str) -> &str {
     key.split_once('.').map_or(key, |(id, _)| id)
 }
 
-/// Reads the registry; none yet = empty; corrupt = an error naming it (a copy is kept aside).
+/// Reads the registry; none yet = empty; corrupt = an error naming it (a copy is kept aside);
+/// a port that is not one (0, above 65535, not a whole number) or an inverted range is refused
+/// (`VALIDATION_FAILED` naming the file, the entry and the fix), never used.
 pub fn load(home: &Home) -> Result<PortRegistry> {
-    Ok(read_config(home, &home.port_registry())?.unwrap_or_default())
+    let path = home.port_registry();
+    let Some(value) = read_config::<serde_json::Value>(home, &path)? else {
+        return Ok(PortRegistry::default());
+    };
+    check(&value).map_err(|why| {
+        Error::invalid(
+            "Invalid port registry",
+            format!(
+                "{}: {why}; fix or delete the entry (a port is 1 to 65535; a service without \
+                 an entry is given its port again at its next start)",
+                path.display()
+            ),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        Error::Home(kojibox_home::Error::Corrupt {
+            path,
+            detail: e.to_string(),
+        })
+    })
+}
+
+/// What is wrong with a registry's entries, the first found: `assigned.web: 0 is not a port`,
+/// `ranges.web: from 5499 is above to 5400`.
+fn check(value: &serde_json::Value) -> std::result::Result<(), String> {
+    let port = |at: &str, v: &serde_json::Value| match v.as_u64() {
+        Some(p @ 1..=65535) => Ok(p),
+        _ => Err(format!("{at}: {v} is not a port")),
+    };
+    if let Some(assigned) = value.get("assigned").and_then(|v| v.as_object()) {
+        for (key, v) in assigned {
+            port(&format!("assigned.{key}"), v)?;
+        }
+    }
+    if let Some(ranges) = value.get("ranges").and_then(|v| v.as_object()) {
+        for (key, range) in ranges {
+            let at = format!("ranges.{key}");
+            let end = |name: &str| match range.get(name) {
+                Some(v) => port(&format!("{at}.{name}"), v),
+                None => Err(format!("{at}: `{name}` is missing")),
+            };
+            let (from, to) = (end("from")?, end("to")?);
+            if from > to {
+                return Err(format!(
+                    "{at}: from {from} is above to {to} (an inverted range)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the registry atomically (callers hold the `ports` lock).
@@ -288,5 +339,52 @@ mod tests {
         );
         assert_eq!(out["x"][0].port, 10);
         assert!(registry.assigned.is_empty());
+    }
+
+    #[test]
+    fn a_bad_registry_is_refused_naming_the_file_the_entry_and_the_fix() {
+        use kojibox_home::ToApi;
+        use kojibox_manifests::error::ErrorCode;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path()).unwrap();
+        std::fs::create_dir_all(home.port_registry().parent().unwrap()).unwrap();
+        for (text, says) in [
+            (
+                r#"{"assigned": {"web": 0}, "ranges": {}}"#,
+                "assigned.web: 0 is not a port",
+            ),
+            (
+                r#"{"assigned": {"web": 70000}, "ranges": {}}"#,
+                "assigned.web: 70000 is not a port",
+            ),
+            (
+                r#"{"assigned": {}, "ranges": {"web": {"from": 0, "to": 10}}}"#,
+                "ranges.web.from: 0 is not a port",
+            ),
+            (
+                r#"{"assigned": {}, "ranges": {"web": {"from": 5499, "to": 5400}}}"#,
+                "ranges.web: from 5499 is above to 5400 (an inverted range)",
+            ),
+        ] {
+            std::fs::write(home.port_registry(), text).unwrap();
+            let err = load(&home).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ValidationFailed, "{text}: {err}");
+            let detail = err.detail();
+            assert!(
+                detail.contains("ports.json: ")
+                    && detail.contains(says)
+                    && detail.contains("fix or delete the entry"),
+                "{text}: {detail}"
+            );
+            // Never used: assigning refuses too, and writes nothing.
+            assert!(assign(&home, &[]).is_err());
+            assert_eq!(std::fs::read_to_string(home.port_registry()).unwrap(), text);
+        }
+        std::fs::write(
+            home.port_registry(),
+            r#"{"assigned": {"web": 8080}, "ranges": {"web": {"from": 8080, "to": 8080}}}"#,
+        )
+        .unwrap();
+        assert_eq!(load(&home).unwrap().assigned["web"], 8080);
     }
 }

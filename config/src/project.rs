@@ -1,4 +1,5 @@
-//! `config.getProject`, `config.setProject`, `config.listProjects`: `app/config/projects/<id>.json`.
+//! `config.getProject`, `config.setProject`, `config.listProjects`, `config.removeProject`:
+//! `app/config/projects/<id>.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -14,20 +15,55 @@ use crate::validate::{STACKS, check_domain, check_folder, check_id, invalid};
 /// `config.getProject`.
 pub fn get_project(home: &Home, id: &str) -> Result<ProjectConfig> {
     check_id("id", id)?;
-    read_config(home, &home.project_config(id))?.ok_or_else(|| Error::NotFound {
+    read_project(home, &home.project_config(id), id)?.ok_or_else(|| Error::NotFound {
         detail: format!("no project `{id}` (see config.listProjects)"),
     })
 }
 
-/// `config.listProjects`, by id.
+/// `config.listProjects`, by id: the projects that read well. A file that does not (corrupt,
+/// or its `id` is not its name) is left out rather than failing the list; [`check_projects`]
+/// names it, and `config.getProject` of it answers its error.
 pub fn list_projects(home: &Home) -> Result<Vec<ProjectConfig>> {
-    let mut out = Vec::new();
+    Ok(check_projects(home)?.0)
+}
+
+/// Every project that reads well, by id, and beside them the error of each project file that
+/// does not (what is wrong and how to fix it, naming the file).
+pub fn check_projects(home: &Home) -> Result<(Vec<ProjectConfig>, Vec<Error>)> {
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
     for path in project_files(home)? {
-        if let Some(project) = read_config(home, &path)? {
-            out.push(project);
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match read_project(home, &path, &id) {
+            Ok(Some(project)) => good.push(project),
+            Ok(None) => {}
+            Err(e) => bad.push(e),
         }
     }
-    Ok(out)
+    Ok((good, bad))
+}
+
+/// Reads the project file `path` of project `id`: corrupt = an error naming it (a copy is kept
+/// aside); an `id` other than its name is refused, naming both.
+fn read_project(home: &Home, path: &Path, id: &str) -> Result<Option<ProjectConfig>> {
+    let Some(project) = read_config::<ProjectConfig>(home, path)? else {
+        return Ok(None);
+    };
+    if project.id != id {
+        return Err(invalid(
+            "id",
+            format!(
+                "{} holds project `{}` but is named for `{id}`: set its \"id\" to \"{id}\", \
+                 or rename it to {}.json",
+                path.display(),
+                project.id,
+                project.id
+            ),
+        ));
+    }
+    Ok(Some(project))
 }
 
 /// `app/config/projects/<id>.json`, by id.
@@ -114,6 +150,31 @@ pub fn set_project(home: &Home, project: &ProjectConfig) -> Result<()> {
         &home.project_config(&project.id),
         project,
     )?)
+}
+
+/// `config.removeProject` (an addition): deletes `app/config/projects/<id>.json` under the
+/// projects lock; an unknown id is [`Error::NotFound`].
+///
+/// Not yet checked: that no domain mapping uses the project (issue 14, item 11). Domain
+/// mappings have no store yet (`domains.*` is not served, issue 17); once they do, a project a
+/// mapping uses must be refused here, under this lock, naming the domain.
+pub fn remove_project(home: &Home, id: &str) -> Result<()> {
+    check_id("id", id)?;
+    let _lock = home.lock_wait(LockName::Projects)?;
+    let path = home.project_config(id);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                detail: format!("no project `{id}` to remove (see config.listProjects)"),
+            });
+        }
+        Err(e) => return Err(Error::io("remove", &path)(e)),
+    }
+    if let Some(dir) = path.parent() {
+        kojibox_home::fs::sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn check_project_path(home: &Home, path: &str) -> Result<()> {
@@ -226,6 +287,78 @@ mod tests {
         let (_dir, home, app) = setup();
         set_project(&home, &project("app", &app, "php")).unwrap();
         assert_eq!(get_project(&home, "app").unwrap().path, app);
+    }
+
+    #[test]
+    fn a_file_whose_id_is_not_its_name_is_refused_naming_both() {
+        let (_dir, home, app) = setup();
+        set_project(&home, &project("app", &app, "php")).unwrap();
+        let text = std::fs::read_to_string(home.project_config("app"))
+            .unwrap()
+            .replace("\"app\"", "\"other\"");
+        std::fs::write(home.project_config("app"), text).unwrap();
+        let err = get_project(&home, "app").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ValidationFailed, "{err}");
+        let detail = err.detail();
+        assert!(
+            detail.starts_with("id: ")
+                && detail.contains("app.json holds project `other` but is named for `app`")
+                && detail.contains("rename it to other.json"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn one_bad_project_file_does_not_hide_the_good_ones() {
+        let (_dir, home, app) = setup();
+        for id in ["a", "b", "c"] {
+            set_project(&home, &project(id, &app, "php")).unwrap();
+        }
+        std::fs::write(home.project_config("b"), "{not json").unwrap();
+        let text = std::fs::read_to_string(home.project_config("c"))
+            .unwrap()
+            .replace("\"c\"", "\"d\"");
+        std::fs::write(home.project_config("c"), text).unwrap();
+        let ids: Vec<String> = list_projects(&home)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["a"]);
+        let (good, bad) = check_projects(&home).unwrap();
+        assert_eq!(good.len(), 1);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(
+            bad[0].to_string().contains("b.json is corrupt"),
+            "{}",
+            bad[0]
+        );
+        assert!(bad[1].to_string().contains("named for `c`"), "{}", bad[1]);
+    }
+
+    #[test]
+    fn a_removed_project_is_gone_and_an_unknown_one_is_not_found() {
+        let (_dir, home, app) = setup();
+        set_project(&home, &project("app", &app, "php")).unwrap();
+        set_project(&home, &project("blog", &app, "php")).unwrap();
+        remove_project(&home, "app").unwrap();
+        assert!(!home.project_config("app").exists());
+        assert!(matches!(
+            get_project(&home, "app"),
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(
+            get_project(&home, "blog").unwrap().id,
+            "blog",
+            "others stay"
+        );
+        let err = remove_project(&home, "app").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+        assert!(err.detail().contains("no project `app`"), "{err}");
+        assert!(matches!(
+            remove_project(&home, "../x"),
+            Err(Error::Invalid { .. })
+        ));
     }
 
     #[test]

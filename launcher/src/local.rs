@@ -16,6 +16,7 @@ pub fn change(request: &Request) -> Option<(ConfigScope, String)> {
         Request::ConfigSetApp(_) => Some((ConfigScope::App, "app".to_owned())),
         Request::ConfigSetService(config) => Some((ConfigScope::Service, config.id.clone())),
         Request::ConfigSetProject(project) => Some((ConfigScope::Project, project.id.clone())),
+        Request::ConfigRemoveProject(p) => Some((ConfigScope::Project, p.id.clone())),
         _ => None,
     }
 }
@@ -40,6 +41,12 @@ pub fn dispatch(home: &Home, vault: &Vault, request: Request) -> Result<Value> {
             json(Ack::Ok)
         }
         Request::ConfigListProjects(_) => json(kojibox_config::list_projects(home)?),
+        Request::ConfigRemoveProject(p) => {
+            // Issue 14 wants a project a domain mapping uses refused, naming the domain; there
+            // is no domain store yet (issue 17), so nothing can use a project and none is.
+            kojibox_config::remove_project(home, &p.id)?;
+            json(Ack::Ok)
+        }
         Request::SecretsGet(r) => {
             kojibox_secrets::check_key(&r.key)?;
             let value = vault.store()?.get(r.scope, &r.key)?;
@@ -49,6 +56,21 @@ pub fn dispatch(home: &Home, vault: &Vault, request: Request) -> Result<Value> {
             kojibox_secrets::check_key(&p.key)?;
             let value = SecretValue::new(p.value);
             vault.store()?.set(p.scope, &p.key, &value)?;
+            json(Ack::Ok)
+        }
+        Request::SecretsRemove(r) => {
+            kojibox_secrets::check_key(&r.key)?;
+            if !vault.store()?.remove(r.scope, &r.key)? {
+                return Err(kojibox_secrets::Error::NotFound {
+                    detail: format!(
+                        "no secret `{}` in scope `{}` to remove (a secret's scope is the one it \
+                         was set with: app, project or service)",
+                        r.key,
+                        r.scope.as_str()
+                    ),
+                }
+                .into());
+            }
             json(Ack::Ok)
         }
         other => Err(Error::Unavailable {

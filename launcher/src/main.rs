@@ -79,10 +79,11 @@ enum Command {
     /// Show or change the app's and the services' settings.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
-    /// List, show, create or change projects.
+    /// List, show, create, change or remove projects.
     #[command(subcommand)]
     Projects(cli::projects::ProjectsCommand),
-    /// Store and read secrets (encrypted at rest; `${secret.KEY}` in a service's env or args).
+    /// Store, read and remove secrets (encrypted at rest; `${secret.KEY}` in a service's env or
+    /// args).
     #[command(subcommand)]
     Secrets(cli::secrets::SecretsCommand),
     /// Check for, apply or roll back a signed update (settings `updateSource`).

@@ -13,7 +13,8 @@
 //! offending field (`ports.db`). Missing or `null` params mean `{}`.
 //!
 //! Documented additions to the contract: the methods `services.describe` (a service's
-//! definition), `services.up` (start every enabled service) and `updater.rollback`; `services.logs` takes `tail` as optional (default chosen
+//! definition), `services.up` (start every enabled service), `config.removeProject` (`{id}`),
+//! `secrets.remove` (`{key, scope}`) and `updater.rollback`; `services.logs` takes `tail` as optional (default chosen
 //! by the server); `installer.start` takes an optional `path`; `logs.query`/`logs.export` filters
 //! also accept `since`, `until` and `contains`.
 
@@ -59,8 +60,10 @@ macro_rules! for_each_method {
             (ConfigGetProject, "config.getProject", $crate::api::IdParams, $crate::model::ProjectConfig, "A project."),
             (ConfigSetProject, "config.setProject", $crate::model::ProjectConfig, $crate::api::Ack, "Creates or replaces a project (its `id` names it)."),
             (ConfigListProjects, "config.listProjects", $crate::api::Empty, ::std::vec::Vec<$crate::model::ProjectConfig>, "Every project."),
+            (ConfigRemoveProject, "config.removeProject", $crate::api::IdParams, $crate::api::Ack, "Addition: deletes a project's settings (not its folder) and announces `config:changed`; an unknown id is `NOT_FOUND`."),
             (SecretsGet, "secrets.get", $crate::model::SecretRef, ::std::string::String, "A secret's value."),
             (SecretsSet, "secrets.set", $crate::api::SecretSetParams, $crate::api::Ack, "Stores a secret."),
+            (SecretsRemove, "secrets.remove", $crate::model::SecretRef, $crate::api::Ack, "Addition: deletes a secret from its scope; an unknown one is `NOT_FOUND`."),
             (DomainsList, "domains.list", $crate::api::Empty, ::std::vec::Vec<$crate::model::DomainMapping>, "Every domain mapping."),
             (DomainsUpsert, "domains.upsert", $crate::model::DomainMapping, $crate::api::Ack, "Adds or replaces a domain mapping."),
             (DomainsRemove, "domains.remove", $crate::api::DomainParams, $crate::api::Ack, "Removes a domain mapping."),
@@ -148,7 +151,13 @@ for_each_method!(define_api);
 
 /// Methods this implementation adds to the contract (documented in the README).
 /// Additions to existing methods are documented where they are parsed (see `split_form`).
-pub const ADDITIONS: &[&str] = &["services.describe", "services.up", "updater.rollback"];
+pub const ADDITIONS: &[&str] = &[
+    "services.describe",
+    "services.up",
+    "config.removeProject",
+    "secrets.remove",
+    "updater.rollback",
+];
 
 impl Request {
     /// Parses a request body, naming what is wrong when it cannot; an object with a key twice

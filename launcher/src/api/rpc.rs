@@ -158,8 +158,10 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
         | Request::ConfigGetProject(_)
         | Request::ConfigSetProject(_)
         | Request::ConfigListProjects(_)
+        | Request::ConfigRemoveProject(_)
         | Request::SecretsGet(_)
-        | Request::SecretsSet(_)) => {
+        | Request::SecretsSet(_)
+        | Request::SecretsRemove(_)) => {
             let change = local::change(&request);
             let vault = Arc::clone(&state.vault);
             let value = blocking(move || local::dispatch(&home, &vault, request)).await?;

@@ -34,7 +34,8 @@ pub(crate) enum BackendError {
 }
 
 impl BackendError {
-    fn is_not_found(&self) -> bool {
+    /// Whether the answer was `NOT_FOUND`.
+    pub(crate) fn is_not_found(&self) -> bool {
         match self {
             BackendError::Daemon(e) => e.is_not_found(),
             BackendError::Files(e) => e.is_not_found(),
@@ -84,10 +85,20 @@ impl Backend {
 
     /// Says where a change was saved.
     pub(crate) fn saved(&self, what: &str) {
+        self.done("saved", what);
+    }
+
+    /// Says where something was removed.
+    pub(crate) fn removed(&self, what: &str) {
+        self.done("removed", what);
+    }
+
+    fn done(&self, verb: &str, what: &str) {
         match self {
-            Backend::Daemon(c) => println!("saved {what} (daemon pid {})", c.pid()),
+            Backend::Daemon(c) => println!("{verb} {what} (daemon pid {})", c.pid()),
             Backend::Files(h) => {
-                println!("saved {what} in {} (no daemon runs)", h.root().display());
+                let on = if verb == "removed" { "from" } else { "in" };
+                println!("{verb} {what} {on} {} (no daemon runs)", h.root().display());
             }
         }
     }

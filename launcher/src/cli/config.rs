@@ -74,6 +74,10 @@ pub(crate) struct ServiceArgs {
 
 /// `kojibox config ...`.
 pub(crate) fn config(home: &Home, command: ConfigCommand) -> Result<ExitCode> {
+    // A typo in settings.json (`updateSoruce`) is ignored, but said.
+    for warning in kojibox_home::Settings::warnings(home) {
+        eprintln!("warning: {warning}");
+    }
     let backend = Backend::open(home);
     match command {
         ConfigCommand::App {

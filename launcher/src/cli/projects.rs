@@ -1,4 +1,4 @@
-//! `kojibox projects list|show|set`: through the daemon when there is one, else on the files.
+//! `kojibox projects list|show|set|remove`: through the daemon when there is one, else on the files.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use kojibox_home::{EditKind, Home};
-use kojibox_manifests::api::{Empty, methods};
+use kojibox_manifests::api::{Empty, IdParams, methods};
 use kojibox_manifests::model::ProjectConfig;
 
 use super::backend::Backend;
@@ -24,6 +24,11 @@ pub(crate) enum ProjectsCommand {
     },
     /// Create a project or change one (only the fields given change).
     Set(ProjectArgs),
+    /// Delete a project's settings (its folder and files are left alone).
+    Remove {
+        /// The project id (see `kojibox projects list`).
+        id: String,
+    },
 }
 
 /// `kojibox projects set ID [fields]`.
@@ -57,6 +62,13 @@ pub(crate) fn projects(home: &Home, command: ProjectsCommand, json: bool) -> Res
     match command {
         ProjectsCommand::List => {
             let projects = backend.call::<methods::ConfigListProjects>(&Empty::default())?;
+            // The list has the projects that read well; each file that does not is named here
+            // (the files are this user's, whether or not a daemon answered).
+            if let Ok((_, bad)) = kojibox_config::project::check_projects(home) {
+                for e in bad {
+                    eprintln!("warning: a project is not listed: {e}");
+                }
+            }
             if json {
                 print_json(&projects)?;
             } else if projects.is_empty() {
@@ -129,6 +141,16 @@ pub(crate) fn projects(home: &Home, command: ProjectsCommand, json: bool) -> Res
                 project.id,
                 if created { " (new)" } else { "" }
             ));
+        }
+        ProjectsCommand::Remove { id } => {
+            let _edit = edit_lock(home, EditKind::Project, &id)?;
+            match backend.call::<methods::ConfigRemoveProject>(&IdParams { id: id.clone() }) {
+                Ok(_) => backend.removed(&format!("project {id}")),
+                Err(e) if e.is_not_found() => {
+                    bail!("no project `{id}` (see `kojibox projects list`); nothing removed")
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

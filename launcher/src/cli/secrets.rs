@@ -1,4 +1,4 @@
-//! `kojibox secrets set|get|passphrase`.
+//! `kojibox secrets set|get|remove|passphrase`.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -30,6 +30,15 @@ pub(crate) enum SecretsCommand {
         /// The secret's key.
         key: String,
         /// Its scope.
+        #[arg(long, value_enum, default_value = "app")]
+        scope: Scope,
+    },
+    /// Delete a secret from its scope. A service whose settings still name it
+    /// (`${secret.KEY}`) will not start until it is set again.
+    Remove {
+        /// The secret's key.
+        key: String,
+        /// Its scope (the one it was set with).
         #[arg(long, value_enum, default_value = "app")]
         scope: Scope,
     },
@@ -88,6 +97,22 @@ pub(crate) fn secrets(home: &Home, command: SecretsCommand) -> Result<ExitCode> 
                     scope: scope.into(),
                 })?);
             println!("{}", value.expose());
+        }
+        SecretsCommand::Remove { key, scope } => {
+            let backend = Backend::open(home);
+            let scope = SecretScope::from(scope);
+            match backend.call::<methods::SecretsRemove>(&SecretRef {
+                key: key.clone(),
+                scope,
+            }) {
+                Ok(_) => backend.removed(&format!("secret {key} (scope {})", scope.as_str())),
+                Err(e) if e.is_not_found() => bail!(
+                    "no secret `{key}` in scope {} (give --scope app, project or service, the \
+                     one it was set with); nothing removed",
+                    scope.as_str()
+                ),
+                Err(e) => return Err(e.into()),
+            }
         }
         SecretsCommand::Passphrase { remove, stdin } => {
             let store = open_store(home)?;

@@ -135,6 +135,11 @@ impl Daemon {
         for note in blocking(move || recovery::recover(&h)).await? {
             notices(Notice::Note(note));
         }
+        // A typo in settings.json (`updateSoruce`) is ignored, but said at every start.
+        let h = home.clone();
+        for warning in blocking(move || Ok::<_, Error>(Settings::warnings(&h))).await? {
+            notices(Notice::Note(warning));
+        }
         let vault = Arc::new(Vault::new(home.clone(), options.passphrase.clone()));
         open_secrets(&home, &vault, options.passphrase.is_some(), &notices).await?;
 

@@ -363,7 +363,6 @@ fn a_corrupt_file_is_named_kept_aside_and_never_reset() {
 
     for (method, params, path) in [
         ("config.getProject", json!({"id": "p"}), &file),
-        ("config.listProjects", json!({}), &file),
         ("config.getApp", json!({}), &app),
     ] {
         let e = error(&api.rpc(method, params));
@@ -374,6 +373,11 @@ fn a_corrupt_file_is_named_kept_aside_and_never_reset() {
             "{method}: {e:?}"
         );
     }
+    // One corrupt project does not fail the list: it is left out (and named by the CLI).
+    assert_eq!(
+        api.rpc("config.listProjects", json!({}))["result"],
+        json!([])
+    );
     let copies: Vec<_> = std::fs::read_dir(api.env.at("app/config/projects"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -607,6 +611,101 @@ fn the_cli_shows_and_changes_settings_with_or_without_a_daemon() {
     );
 }
 
+/// `config.removeProject` and `kojibox projects remove`, on the files and through the daemon:
+/// the file is gone, the project is gone from get and list, `config:changed` is announced, and
+/// an unknown id is `NOT_FOUND`. (Refusing a project a domain mapping uses waits for the
+/// domain store, issue 17.)
+#[test]
+fn a_project_is_removed_with_or_without_a_daemon_and_an_unknown_one_is_not_found() {
+    use crate::support::{stderr, stdout};
+    let mut api = Api::home(&[]);
+    let home = api.env.home_dir().display().to_string();
+    for id in ["shop", "blog", "wiki"] {
+        let out = cli(
+            &api,
+            &["projects", "set", id, "--path", &home, "--stack", "php"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let shop = api.env.at("app/config/projects/shop.json");
+    assert!(shop.exists());
+
+    // No daemon: on the files.
+    let out = cli(&api, &["projects", "remove", "shop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "removed project shop from {home} (no daemon runs)"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!shop.exists(), "the project file is gone");
+    let list = stdout(&cli(&api, &["projects", "list"]));
+    assert!(!list.contains("shop") && list.contains("blog"), "{list}");
+    let out = cli(&api, &["projects", "show", "shop"]);
+    assert!(!out.status.success());
+    let out = cli(&api, &["projects", "remove", "shop"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no project `shop` (see `kojibox projects list`); nothing removed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Through the daemon: the API and the CLI.
+    api.serve(&[]);
+    let mut stream = api.events(None);
+    assert_eq!(
+        api.rpc("config.removeProject", json!({"id": "blog"}))["result"],
+        "ok"
+    );
+    assert!(!api.env.at("app/config/projects/blog.json").exists());
+    let e = error(&api.rpc("config.getProject", json!({"id": "blog"})));
+    assert_eq!(code(&e), "NOT_FOUND", "{e:?}");
+    let ids: Vec<String> = api
+        .call::<methods::ConfigListProjects>(json!({}))
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, ["wiki"]);
+    stream.until("config:changed for blog", |e| {
+        e.name == "config:changed" && e.data == json!({"scope": "project", "id": "blog"})
+    });
+
+    let e = error(&api.rpc("config.removeProject", json!({"id": "blog"})));
+    assert_eq!(code(&e), "NOT_FOUND", "{e:?}");
+    assert_eq!(serde_json::to_value(e.source).unwrap(), "config");
+    assert!(e.detail.contains("no project `blog`"), "{e:?}");
+    let e = refused(
+        &api,
+        &json!({"method": "config.removeProject", "params": {"id": "../wiki"}}),
+    );
+    assert_eq!(code(&e), "VALIDATION_FAILED", "{e:?}");
+    let e = refused(
+        &api,
+        &json!({"method": "config.removeProject", "params": {}}),
+    );
+    assert_eq!(code(&e), "VALIDATION_FAILED", "{e:?}");
+    assert!(api.env.at("app/config/projects/wiki.json").exists());
+
+    let out = cli(&api, &["projects", "remove", "wiki"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("removed project wiki (daemon pid {})", api.pid)),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!api.env.at("app/config/projects/wiki.json").exists());
+    assert!(
+        api.call::<methods::ConfigListProjects>(json!({}))
+            .is_empty()
+    );
+    stream.until("config:changed for wiki", |e| {
+        e.name == "config:changed" && e.data == json!({"scope": "project", "id": "wiki"})
+    });
+}
+
 /// The domain check and the write run under one lock: of many projects racing for one
 /// domain, exactly one gets it.
 #[test]
@@ -691,4 +790,139 @@ fn a_service_never_gets_one_port_twice_and_an_unset_port_goes_back_to_the_regist
         "the default again"
     );
     assert_eq!(registry(&api).assigned["db"], db_port);
+}
+
+#[test]
+fn hand_edited_files_are_validated_when_read() {
+    use crate::support::{stderr, stdout};
+    let mut api = Api::home(&[]);
+    // A typo in settings.json: said by `kojibox config` and at the daemon's start; the
+    // settings still load.
+    std::fs::create_dir_all(api.env.at("app/config")).unwrap();
+    std::fs::write(
+        api.env.at("app/config/settings.json"),
+        r#"{"updateSoruce": "/mnt/usb"}"#,
+    )
+    .unwrap();
+    let typo =
+        "settings.json: unknown key `updateSoruce` is ignored (did you mean `updateSource`?)";
+    let out = cli(&api, &["config", "app"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(typo), "{}", stderr(&out));
+    api.serve(&[]);
+    assert!(
+        eventually(WAIT, || api.stderr().contains(&format!(
+            "note: {}",
+            api.env.at("app/config/settings.json").display()
+        )) && api.stderr().contains(typo)),
+        "{}",
+        api.stderr()
+    );
+
+    // A project file whose id is not its name, and a corrupt one: refused when read, and the
+    // list still answers the good one.
+    for id in ["p1", "p2", "p4"] {
+        assert_eq!(
+            api.rpc("config.setProject", project(&api, id, ""))["result"],
+            "ok"
+        );
+    }
+    let p2 = api.env.at("app/config/projects/p2.json");
+    let text = std::fs::read_to_string(&p2)
+        .unwrap()
+        .replace("\"p2\"", "\"p3\"");
+    std::fs::write(&p2, text).unwrap();
+    let p4 = api.env.at("app/config/projects/p4.json");
+    std::fs::write(&p4, "{").unwrap();
+    let e = error(&api.rpc("config.getProject", json!({"id": "p2"})));
+    assert_eq!(code(&e), "VALIDATION_FAILED", "{e:?}");
+    let mismatch = format!("{} holds project `p3` but is named for `p2`", p2.display());
+    assert!(e.detail.contains(&mismatch), "{e:?}");
+    let listed = api.rpc("config.listProjects", json!({}));
+    let ids: Vec<&str> = listed["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["p1"], "{listed}");
+    let out = cli(&api, &["projects", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("p1"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&mismatch)
+            && stderr(&out).contains(&format!("{} is corrupt", p4.display())),
+        "{}",
+        stderr(&out)
+    );
+
+    // A bad port registry is refused, naming the file, the entry and the fix; never used.
+    let ports = api.env.at("app/config/ports.json");
+    for (text, says) in [
+        (
+            r#"{"assigned": {"web": 0}, "ranges": {}}"#,
+            "assigned.web: 0 is not a port",
+        ),
+        (
+            r#"{"assigned": {"web": 70000}, "ranges": {}}"#,
+            "assigned.web: 70000 is not a port",
+        ),
+        (
+            r#"{"assigned": {}, "ranges": {"web": {"from": 9000, "to": 8000}}}"#,
+            "ranges.web: from 9000 is above to 8000",
+        ),
+    ] {
+        std::fs::write(&ports, text).unwrap();
+        let out = cli(&api, &["config", "ports"]);
+        assert!(!out.status.success(), "{text}: {}", stdout(&out));
+        let said = format!("{}: {says}", ports.display());
+        assert!(
+            stderr(&out).contains(&said) && stderr(&out).contains("fix or delete the entry"),
+            "{text}: {}",
+            stderr(&out)
+        );
+        let e = error(&api.rpc("services.start", json!({"id": "web"})));
+        assert_eq!(code(&e), "VALIDATION_FAILED", "{text}: {e:?}");
+        assert!(e.detail.contains(&said), "{text}: {e:?}");
+        assert_eq!(
+            std::fs::read_to_string(&ports).unwrap(),
+            text,
+            "left as it was"
+        );
+    }
+}
+
+#[test]
+fn a_daemon_does_not_start_on_a_bad_port_registry() {
+    use crate::support::stderr;
+    let api = Api::home(&[]);
+    let ports = api.env.at("app/config/ports.json");
+    std::fs::create_dir_all(api.env.at("app/config")).unwrap();
+    std::fs::write(&ports, r#"{"assigned": {"web": 0}, "ranges": {}}"#).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kojibox"))
+        .arg("--home")
+        .arg(api.env.home_dir())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KOJIBOX_HOME")
+        .env_remove("KOJIBOX_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = eventually(WAIT, || child.try_wait().unwrap().is_some());
+    if !exited {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "serve ran on a bad port registry: {}", stderr(&out));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}: assigned.web: 0 is not a port",
+            ports.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -440,7 +440,13 @@ fn every_contract_request_example_gets_the_contract_result() {
     assert_eq!(project.domain, "my-app.test");
     let m = "config.listProjects";
     let projects = result::<methods::ConfigListProjects>(c, &send(&example(c, m)), &c.responses[m]);
-    assert_eq!(projects, [project]);
+    assert_eq!(projects, std::slice::from_ref(&project));
+    let request = json!({"method": "config.removeProject", "params": {"id": project.id}});
+    result::<methods::ConfigRemoveProject>(c, &send(&request), &c.responses["config.setProject"]);
+    let m = "config.listProjects";
+    let projects =
+        result::<methods::ConfigListProjects>(c, &api.send(&example(c, m)), &c.responses[m]);
+    assert_eq!(projects, [], "a removed project is gone");
 
     let m = "secrets.get";
     let unknown = error(&send(&c.requests[m]));
@@ -451,6 +457,14 @@ fn every_contract_request_example_gets_the_contract_result() {
     let m = "secrets.get";
     let value = result::<methods::SecretsGet>(c, &send(&c.requests[m]), &c.responses[m]);
     assert_eq!(value, c.responses[m]["result"].as_str().unwrap());
+    let request = json!({"method": "secrets.remove", "params": c.requests[m]["params"]});
+    result::<methods::SecretsRemove>(c, &send(&request), &c.responses["secrets.set"]);
+    let gone = error(&api.send(&c.requests[m]));
+    assert_eq!(
+        serde_json::to_value(gone.code).unwrap(),
+        "NOT_FOUND",
+        "a removed secret is gone"
+    );
 
     // Updates: the example's 1.1.0, published to the home's update source.
     let v110 = api.env.fixture_bundle(

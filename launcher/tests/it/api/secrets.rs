@@ -256,6 +256,105 @@ fn a_passphrase_protected_store_needs_the_passphrase_to_start_a_service_using_it
     assert!(!stdout(&out).contains(&value));
 }
 
+/// `secrets.remove` and `kojibox secrets remove`, on the files and through the daemon: the
+/// secret is gone from `secrets.get`, no longer resolves for a service, other secrets stay, and
+/// an unknown one is `NOT_FOUND`.
+#[test]
+fn a_removed_secret_is_gone_and_no_longer_resolves_with_or_without_a_daemon() {
+    let mut api = Api::home(&[canary()]);
+    let value = format!("canary-{:016x}", rand_u64());
+    for (key, scope) in [
+        ("api-token", "service"),
+        ("api-token", "app"),
+        ("other", "app"),
+    ] {
+        let out = kojibox(&api, &["secrets", "set", key, "--scope", scope], &value);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // No daemon: on the files.
+    let out = kojibox(
+        &api,
+        &["secrets", "remove", "api-token", "--scope", "service"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("removed secret api-token (scope service) from")
+            && stdout(&out).contains("(no daemon runs)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = kojibox(
+        &api,
+        &["secrets", "get", "api-token", "--scope", "service"],
+        "",
+    );
+    assert!(!out.status.success(), "the removed secret is gone");
+    assert!(!stdout(&out).contains(&value));
+    let out = kojibox(
+        &api,
+        &["secrets", "remove", "api-token", "--scope", "service"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no secret `api-token` in scope service")
+            && stderr(&out).contains("nothing removed"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kojibox(&api, &["secrets", "get", "api-token"], "");
+    assert!(
+        out.status.success(),
+        "the app scope's is still there: {}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out).trim_end(), value);
+
+    // Through the daemon: the API, then a service that names it.
+    api.serve(&[]);
+    let config = json!({"id": "canary", "enabled": true, "ports": {}, "env": {"API_TOKEN": "${secret.api-token}"}, "args": []});
+    assert_eq!(api.rpc("config.setService", config)["result"], "ok");
+    let params = json!({"key": "api-token", "scope": "app"});
+    assert_eq!(api.rpc("secrets.remove", params.clone())["result"], "ok");
+    let e = error(&api.rpc("secrets.get", params.clone()));
+    assert_eq!(serde_json::to_value(e.code).unwrap(), "NOT_FOUND", "{e:?}");
+    let e = error(&api.rpc("services.start", json!({"id": "canary"})));
+    assert_eq!(serde_json::to_value(e.code).unwrap(), "NOT_FOUND", "{e:?}");
+    assert!(
+        e.detail.contains("secret `api-token`"),
+        "it no longer resolves: {e:?}"
+    );
+    assert!(api.processes("canary").is_empty());
+    let e = error(&api.rpc("secrets.remove", params));
+    assert_eq!(serde_json::to_value(e.code).unwrap(), "NOT_FOUND", "{e:?}");
+    assert_eq!(serde_json::to_value(e.source).unwrap(), "secrets");
+    assert!(
+        e.detail.contains("no secret `api-token` in scope `app`"),
+        "{e:?}"
+    );
+    let e = error(&api.rpc("secrets.remove", json!({"key": "../x", "scope": "app"})));
+    assert_eq!(
+        serde_json::to_value(e.code).unwrap(),
+        "VALIDATION_FAILED",
+        "{e:?}"
+    );
+
+    let out = kojibox(&api, &["secrets", "remove", "other"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "removed secret other (scope app) (daemon pid {})",
+            api.pid
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let e = error(&api.rpc("secrets.get", json!({"key": "other", "scope": "app"})));
+    assert_eq!(serde_json::to_value(e.code).unwrap(), "NOT_FOUND", "{e:?}");
+}
+
 fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).unwrap();
