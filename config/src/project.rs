@@ -162,6 +162,8 @@ pub fn remove_project(home: &Home, id: &str) -> Result<()> {
     check_id("id", id)?;
     let _lock = home.lock_wait(LockName::Projects)?;
     let path = home.project_config(id);
+    // The folder must be the home's own, not a link planted to delete elsewhere.
+    kojibox_home::fs::create_dir(home, &home.projects())?;
     match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

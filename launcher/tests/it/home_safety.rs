@@ -363,3 +363,17 @@ exec sleep 300"#;
         .to_lowercase();
     assert!(!tail.contains("s3cret"), "{tail}");
 }
+
+#[test]
+fn removing_a_project_through_a_planted_projects_link_deletes_nothing_there() {
+    let env = crate::support::Env::new();
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let victim = elsewhere.join("victim.json");
+    std::fs::write(&victim, "{}").unwrap();
+    std::fs::create_dir_all(env.at("app/config")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.at("app/config/projects")).unwrap();
+    let out = env.kojibox(&["projects", "remove", "victim"], None);
+    assert!(!out.status.success(), "{}", crate::support::text(&out));
+    assert!(victim.exists(), "the link's target was deleted");
+}
