@@ -52,7 +52,7 @@ macro_rules! for_each_method {
             (ServicesLogs, "services.logs", $crate::api::LogsParams, ::std::vec::Vec<$crate::model::LogEntry>, "The last lines of a service's log."),
             (ServicesHealth, "services.health", $crate::api::IdParams, $crate::model::HealthCheck, "A service's configured health check."),
             (ServicesDescribe, "services.describe", $crate::api::IdParams, $crate::model::ServiceDefinition, "Addition: the definition a service runs with (ports, args, env, health check, placeholders expanded)."),
-            (ServicesUp, "services.up", $crate::api::Empty, ::std::vec::Vec<$crate::model::ServiceState>, "Addition: starts every enabled service, dependencies first; answers with their states."),
+            (ServicesUp, "services.up", $crate::api::Empty, ::std::vec::Vec<$crate::model::ServiceState>, "Addition: starts every enabled service, dependencies first; answers with every one's state, a service that could not start with its `lastError` (a partial result, not an error)."),
             (ConfigGetApp, "config.getApp", $crate::api::Empty, $crate::model::AppConfig, "The app settings."),
             (ConfigSetApp, "config.setApp", $crate::model::AppConfig, $crate::api::Ack, "Replaces the app settings."),
             (ConfigGetService, "config.getService", $crate::api::IdParams, $crate::model::ServiceConfig, "A service's settings."),

@@ -135,9 +135,20 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
         Request::ServicesHealth(p) => json(sup.health(&p.id)?),
         Request::ServicesDescribe(p) => json(sup.definition(&p.id)?),
         Request::ServicesUp(_) => {
+            // A partial result, not a failure: every service's state, a refused one with why.
             let mut states = Vec::new();
-            for (_, result) in sup.up().await {
-                states.push(result?);
+            for (id, result) in sup.up().await {
+                match result {
+                    Ok(state) => states.push(state),
+                    Err(kojibox_supervisor::Error::ShuttingDown) => {
+                        return Err(kojibox_supervisor::Error::ShuttingDown.into());
+                    }
+                    Err(e) => {
+                        let mut state = sup.state(&id)?;
+                        state.last_error = Some(e.to_string());
+                        states.push(state);
+                    }
+                }
             }
             json(states)
         }

@@ -514,3 +514,41 @@ fn help_says_what_kojibox_does_and_hides_the_watchdog() {
     }
     assert!(!help.contains("__watchdog"), "{help}");
 }
+
+#[test]
+fn up_answers_every_service_when_one_cannot_start_and_the_cli_names_it() {
+    let api = Api::boot(&[]);
+    // Someone else holds web's port: web cannot start, worker can.
+    let held = std::net::TcpListener::bind(("127.0.0.1", api.web_port)).unwrap();
+    let answer = api.rpc("services.up", json!({}));
+    let states = answer["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a partial result, not an error: {answer}"));
+    let by_id = |id: &str| {
+        states
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {answer}"))
+            .clone()
+    };
+    let web = by_id("web");
+    assert_eq!(web["state"], "error", "{web}");
+    assert!(
+        web["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains(&api.web_port.to_string())),
+        "{web}"
+    );
+    assert!(
+        ["starting", "running"].contains(&by_id("worker")["state"].as_str().unwrap()),
+        "{answer}"
+    );
+    api.wait_for("worker", ServiceStatus::Running);
+    // `kojibox up` says which did not start, and exits 1.
+    let out = kojibox(&api, &["up"], WAIT);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = stdout(&out);
+    assert!(said.contains("worker: running"), "{said}");
+    assert!(said.contains("web: error"), "{said}");
+    drop(held);
+}
