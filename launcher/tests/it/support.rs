@@ -615,3 +615,17 @@ pub fn pids() -> Vec<u32> {
         })
         .unwrap_or_default()
 }
+
+/// The watchdog of daemon `daemon`: its child running `kojibox __watchdog`.
+pub fn watchdog_of(daemon: u32) -> Option<u32> {
+    pids().into_iter().find(|pid| {
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s[s.rfind(')')? + 2..].to_owned();
+                rest.split(' ').nth(1)?.parse::<u32>().ok()
+            });
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        ppid == Some(daemon) && String::from_utf8_lossy(&cmdline).contains("__watchdog")
+    })
+}

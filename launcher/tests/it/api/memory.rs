@@ -20,19 +20,6 @@ fn environ_of(pid: u32) -> String {
         .replace('\0', "\n")
 }
 
-/// The daemon's watchdog: its child running `__watchdog`.
-fn watchdog_of(daemon: u32) -> Option<u32> {
-    crate::support::pids().into_iter().find(|pid| {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        ppid == Some(daemon) && String::from_utf8_lossy(&cmdline).contains("__watchdog")
-    })
-}
-
 #[test]
 fn a_crashing_daemon_writes_no_core_and_no_child_inherits_the_passphrase() {
     let dump = Fixture::new("dump", r#"env > "$DATA/env.txt"; exec sleep 600"#);
@@ -63,7 +50,7 @@ fn a_crashing_daemon_writes_no_core_and_no_child_inherits_the_passphrase() {
     assert!(service_env.contains("DATA="), "{service_env}");
     assert!(!service_env.contains("KOJIBOX_PASSPHRASE"), "{service_env}");
     assert!(!service_env.contains(PASSPHRASE));
-    let watchdog = watchdog_of(api.pid).expect("the daemon runs a watchdog");
+    let watchdog = crate::support::watchdog_of(api.pid).expect("the daemon runs a watchdog");
     let watchdog_env = environ_of(watchdog);
     assert!(!watchdog_env.is_empty());
     assert!(!watchdog_env.contains(PASSPHRASE), "{watchdog_env}");

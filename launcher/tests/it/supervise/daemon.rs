@@ -11,20 +11,28 @@ use std::time::{Duration, Instant};
 use super::{WAIT, alive, db_and_web, eventually, free_port, kill, read_pid};
 use crate::support::{Env, Fixture};
 
-/// A running `kojibox serve`, its stderr collected line by line.
-struct Daemon {
-    child: Child,
+/// A running `kojibox serve`, its stderr collected line by line; it and its watchdog are
+/// SIGKILLed on drop. Shared with [`super::escape`].
+pub(super) struct Daemon {
+    pub(super) child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(env: &Env, up: bool) -> Daemon {
+    pub(super) fn start(env: &Env, up: bool) -> Daemon {
+        Daemon::start_with(env, up, &[])
+    }
+
+    /// [`start`](Daemon::start) with `envs` set (`KOJIBOX_NO_CGROUP` is unset unless given).
+    pub(super) fn start_with(env: &Env, up: bool, envs: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kojibox"));
         command
             .arg("--home")
             .arg(env.home_dir())
             .arg("serve")
             .env_remove("KOJIBOX_HOME")
+            .env_remove(kojibox_proc::NO_CGROUP_VAR)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -44,12 +52,12 @@ impl Daemon {
         Daemon { child, lines }
     }
 
-    fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
     /// Waits for a stderr line starting with `prefix`; returns it.
-    async fn line(&self, prefix: &str) -> String {
+    pub(super) async fn line(&self, prefix: &str) -> String {
         let found = || {
             self.lines
                 .lock()
@@ -64,6 +72,25 @@ impl Daemon {
             self.stderr()
         );
         found().unwrap()
+    }
+
+    /// SIGTERM, and waits (bounded) for a clean exit.
+    pub(super) async fn stop(&mut self) {
+        kill(self.child.id(), 15);
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                started.elapsed() < WAIT * 2,
+                "the daemon did not exit:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The watchdog: the daemon's child running `kojibox __watchdog`.
+    pub(super) fn watchdog(&self) -> Option<u32> {
+        crate::support::watchdog_of(self.child.id())
     }
 
     /// Waits for the daemon to exit.
@@ -85,6 +112,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if let Some(watchdog) = self.watchdog() {
+            kill(watchdog, 9);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

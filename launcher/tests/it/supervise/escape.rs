@@ -5,12 +5,10 @@
 //! does as root) and with the subreaper fallback (`KOJIBOX_NO_CGROUP=1`). Every process and
 //! cgroup a test starts is ended or removed by a drop guard, also when it fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::daemon::Daemon;
 use super::{WAIT, alive, eventually, kill, python, read_pid};
 use crate::support::{Env, Fixture, text};
 
@@ -30,106 +28,6 @@ os.wait()
 exec sleep 300"#
         .replace("PYTHON", python());
     Fixture::new("escaper", &script)
-}
-
-/// A running `kojibox serve`, its stderr collected; SIGKILLed on drop.
-struct Daemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(env: &Env, up: bool, no_cgroup: bool) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kojibox"));
-        command
-            .arg("--home")
-            .arg(env.home_dir())
-            .arg("serve")
-            .env_remove("KOJIBOX_HOME")
-            .env_remove(kojibox_proc::NO_CGROUP_VAR)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if up {
-            command.arg("--up");
-        }
-        if no_cgroup {
-            command.env(kojibox_proc::NO_CGROUP_VAR, "1");
-        }
-        let mut child = command.spawn().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon { child, lines }
-    }
-
-    fn stderr(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a stderr line starting with `prefix`; returns it.
-    async fn line(&self, prefix: &str) -> String {
-        let found = || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.starts_with(prefix))
-                .cloned()
-        };
-        assert!(
-            eventually(WAIT, || found().is_some()).await,
-            "no line `{prefix}` from the daemon:\n{}",
-            self.stderr()
-        );
-        found().unwrap()
-    }
-
-    /// SIGTERM, and waits (bounded) for a clean exit.
-    async fn stop(&mut self) {
-        kill(self.child.id(), 15);
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                started.elapsed() < WAIT * 2,
-                "the daemon did not exit:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The watchdog: the daemon's child running `kojibox __watchdog`.
-    fn watchdog(&self) -> Option<u32> {
-        let daemon = self.child.id().to_string();
-        crate::support::pids().into_iter().find(|pid| {
-            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s[s.rfind(')')? + 2..].to_owned();
-                    rest.split(' ').nth(1).map(str::to_owned)
-                });
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            ppid.as_deref() == Some(daemon.as_str())
-                && String::from_utf8_lossy(&cmdline).contains("__watchdog")
-        })
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(watchdog) = self.watchdog() {
-            kill(watchdog, 9);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Ends process `pid` (if it runs) on drop.
@@ -192,11 +90,21 @@ fn cgroup_of(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// A daemon, with cgroups or (`no_cgroup`) the subreaper fallback.
+fn start(env: &Env, up: bool, no_cgroup: bool) -> Daemon {
+    let envs: &[(&str, &str)] = if no_cgroup {
+        &[(kojibox_proc::NO_CGROUP_VAR, "1")]
+    } else {
+        &[]
+    };
+    Daemon::start_with(env, up, envs)
+}
+
 /// Starts a daemon serving the escaper; returns it, the escaped grandchild, and guards.
 async fn escaped(env: &Env, no_cgroup: bool) -> (Daemon, KillOnDrop, CgroupGuard) {
     env.install_fixtures(&[escaper()]);
     let guard = CgroupGuard(env.home_dir());
-    let daemon = Daemon::start(env, true, no_cgroup);
+    let daemon = start(env, true, no_cgroup);
     let running = daemon.line("escaper: running").await;
     let at = running.rfind("(pid ").unwrap() + 5;
     let leader: u32 = running[at..].trim_end_matches(')').parse().unwrap();
@@ -261,7 +169,7 @@ async fn the_next_daemon_ends_what_a_killed_one_left(no_cgroup: bool) {
         grandchild.0
     );
 
-    let mut next = Daemon::start(&env, false, no_cgroup);
+    let mut next = start(&env, false, no_cgroup);
     next.line("kojibox serving").await;
     let left = alive(grandchild.0);
     let stderr = next.stderr();
