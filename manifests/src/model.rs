@@ -168,7 +168,8 @@ pub enum HealthCheckType {
 pub struct RestartPolicy {
     /// Restarts allowed after the first failure, in a row (N + 1 spawns), before `error`.
     pub max_retries: u32,
-    /// First backoff delay; doubles per consecutive failure up to a cap.
+    /// First backoff delay (at least 250 ms, whatever is given); doubles per consecutive failure
+    /// up to 30 s.
     pub backoff_ms: u64,
 }
 
@@ -186,6 +187,18 @@ pub struct ServiceState {
     pub last_error: Option<String>,
     /// When `state` last changed (RFC 3339, UTC).
     pub last_updated: String,
+    /// Addition: restarts after failures in a row, without a stable run between them (reset
+    /// after 30 s of health, and by a manual start). Left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// Addition: the service keeps failing and being restarted (3 or more restarts in a row):
+    /// a UI shows it as crash-looping rather than starting. Left out while false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flapping: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The lifecycle states: `stopped → starting → running → stopping → stopped`, `error` on failure.

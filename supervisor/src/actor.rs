@@ -285,8 +285,28 @@ impl Actor {
     /// Runs one lifecycle step and its effects.
     fn apply(&mut self, input: Input) {
         let (next, effects) = step(&self.lc, input, &self.def.contract.restart_policy);
-        let changed = (next.status, next.pid, &next.last_error)
-            != (self.lc.status, self.lc.pid, &self.lc.last_error);
+        let changed = (
+            next.status,
+            next.pid,
+            &next.last_error,
+            next.restarts,
+            next.flapping,
+        ) != (
+            self.lc.status,
+            self.lc.pid,
+            &self.lc.last_error,
+            self.lc.restarts,
+            self.lc.flapping,
+        );
+        if next.flapping && !self.lc.flapping {
+            self.logs.note(
+                LogLevel::Warn,
+                format!(
+                    "flapping: failed {} times in a row; restarting less and less often",
+                    next.restarts
+                ),
+            );
+        }
         self.lc = next;
         if changed {
             self.publish();
@@ -470,7 +490,11 @@ impl Actor {
         let why = if expected {
             how
         } else {
-            format!("{how}; last output: {}", self.logs.last_lines(3))
+            // This run's output only: an earlier run's last words would explain the wrong exit.
+            format!(
+                "{how}; last output: {}",
+                self.logs.last_lines(running.pid, 3)
+            )
         };
         self.apply(Input::Exited(why));
     }
@@ -573,6 +597,8 @@ fn view(id: &str, lc: &Lifecycle) -> ServiceState {
         pid: lc.pid,
         last_error: lc.last_error.clone(),
         last_updated: kojibox_home::clock::now(),
+        restarts: lc.restarts,
+        flapping: lc.flapping,
     }
 }
 

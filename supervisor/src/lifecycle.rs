@@ -19,7 +19,10 @@
 //! | running | stable | running | retry count reset |
 //!
 //! `maxRetries = N` allows N restarts after the first failure (N + 1 spawns in a row); the delay
-//! doubles from `backoffMs` per consecutive failure up to [`MAX_BACKOFF`].
+//! doubles from `backoffMs` (at least [`MIN_BACKOFF`], so `backoffMs: 0` cannot turn a crashing
+//! service into a spawn loop) per consecutive failure up to [`MAX_BACKOFF`]. From the
+//! [`FLAPPING_AFTER`]th restart in a row the service is *flapping* until it has run stable
+//! (or is started by hand): a UI shows it as crash-looping, not merely starting.
 
 use std::time::Duration;
 
@@ -27,6 +30,13 @@ use kojibox_manifests::model::{RestartPolicy, ServiceStatus};
 
 /// The longest delay between restarts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The shortest delay before a restart, whatever `backoffMs` says: a service that exits at once
+/// is spawned at most a few times a second, then ever less often.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Restarts in a row (without a stable run between them) from which a service is flapping.
+pub const FLAPPING_AFTER: u32 = 3;
 
 /// One service's lifecycle state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +49,8 @@ pub struct Lifecycle {
     pub last_error: Option<String>,
     /// Consecutive restarts after failures.
     pub restarts: u32,
+    /// It keeps failing: [`FLAPPING_AFTER`] restarts or more in a row, no stable run since.
+    pub flapping: bool,
     /// Start again once the current stop completes (a restart, or a start during a stop).
     pub start_after_stop: bool,
     /// A restart is scheduled (waiting out the backoff).
@@ -52,6 +64,7 @@ impl Default for Lifecycle {
             pid: None,
             last_error: None,
             restarts: 0,
+            flapping: false,
             start_after_stop: false,
             backing_off: false,
         }
@@ -152,6 +165,7 @@ pub fn step(state: &Lifecycle, input: Input, policy: &RestartPolicy) -> (Lifecyc
         }
         (Running, Input::Stable) => {
             next.restarts = 0;
+            next.flapping = false;
             vec![]
         }
         (Starting | Running, Input::Stop) => stop(&mut next, false),
@@ -212,6 +226,7 @@ fn fail(
                 "{why} (gave up after {restarts} restart(s) in a row)"
             )),
             restarts,
+            flapping: next.flapping,
             ..Lifecycle::default()
         };
         return if still_running {
@@ -221,6 +236,7 @@ fn fail(
         };
     }
     next.restarts += 1;
+    next.flapping = next.restarts >= FLAPPING_AFTER;
     next.status = ServiceStatus::Starting;
     next.backing_off = true;
     let delay = backoff(policy, next.restarts);
@@ -234,9 +250,10 @@ fn fail(
     }
 }
 
-/// The delay before restart number `restart` (1-based): `backoffMs * 2^(restart-1)`, capped.
+/// The delay before restart number `restart` (1-based): `max(backoffMs, MIN_BACKOFF) *
+/// 2^(restart-1)`, capped at [`MAX_BACKOFF`].
 pub fn backoff(policy: &RestartPolicy, restart: u32) -> Duration {
-    let base = Duration::from_millis(policy.backoff_ms);
+    let base = Duration::from_millis(policy.backoff_ms).max(MIN_BACKOFF);
     base.saturating_mul(
         1u32.checked_shl(restart.saturating_sub(1))
             .unwrap_or(u32::MAX),
@@ -251,7 +268,7 @@ mod tests {
 
     const POLICY: RestartPolicy = RestartPolicy {
         max_retries: 2,
-        backoff_ms: 100,
+        backoff_ms: 300,
     };
 
     fn run(inputs: &[Input]) -> (Lifecycle, Vec<Vec<Effect>>) {
@@ -308,7 +325,7 @@ mod tests {
             .collect();
         assert_eq!(
             delays,
-            [Duration::from_millis(100), Duration::from_millis(200)]
+            [Duration::from_millis(300), Duration::from_millis(600)]
         );
         // 3 spawns in all: the first and 2 restarts.
         assert_eq!(
@@ -404,7 +421,7 @@ mod tests {
             effects[3],
             vec![
                 Effect::Terminate,
-                Effect::RestartAfter(Duration::from_millis(100))
+                Effect::RestartAfter(Duration::from_millis(300))
             ]
         );
         // The exit of the process being ended is not a second failure.
@@ -449,5 +466,44 @@ mod tests {
         assert_eq!(backoff(&policy, 1), Duration::from_secs(1));
         assert_eq!(backoff(&policy, 3), Duration::from_secs(4));
         assert_eq!(backoff(&policy, 40), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn backoff_has_a_floor_even_when_the_policy_says_zero() {
+        let policy = RestartPolicy {
+            max_retries: 100,
+            backoff_ms: 0,
+        };
+        assert_eq!(backoff(&policy, 1), MIN_BACKOFF);
+        assert_eq!(backoff(&policy, 2), MIN_BACKOFF * 2);
+        assert_eq!(backoff(&policy, 40), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn restarts_in_a_row_make_it_flapping_until_it_runs_stable() {
+        let policy = RestartPolicy {
+            max_retries: 10,
+            backoff_ms: 0,
+        };
+        let mut state = step(&Lifecycle::default(), Input::Start, &policy).0;
+        let mut seen = Vec::new();
+        for pid in 1..=FLAPPING_AFTER + 1 {
+            for input in [
+                Input::Spawned(pid),
+                Input::Exited("exited with code 1".into()),
+                Input::BackoffElapsed,
+            ] {
+                state = step(&state, input, &policy).0;
+            }
+            seen.push(state.flapping);
+        }
+        assert_eq!(seen, [false, false, true, true]);
+        for input in [Input::Spawned(9), Input::Healthy] {
+            state = step(&state, input, &policy).0;
+        }
+        assert!(state.flapping, "healthy once is not yet stable");
+        let state = step(&state, Input::Stable, &policy).0;
+        assert!(!state.flapping);
+        assert_eq!(state.restarts, 0);
     }
 }

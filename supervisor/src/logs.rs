@@ -194,9 +194,10 @@ impl LogSink {
             .collect()
     }
 
-    /// The service's own last few lines (not kojibox's notes) as one string, for an error
-    /// message.
-    pub fn last_lines(&self, n: usize) -> String {
+    /// The last few lines process `pid` printed (not kojibox's notes, not an earlier run's) as
+    /// one string, for an error message.
+    pub fn last_lines(&self, pid: u32, n: usize) -> String {
+        let pid = pid.to_string();
         let Ok(tail) = self.tail.lock() else {
             return "(no output)".to_owned();
         };
@@ -204,6 +205,7 @@ impl LogSink {
             .iter()
             .rev()
             .filter(|e| e.fields.get("stream").is_some_and(|s| s != "kojibox"))
+            .filter(|e| e.fields.get("pid") == Some(&pid))
             .take(n)
             .map(|e| e.message.clone())
             .collect();
@@ -255,12 +257,7 @@ impl LogFile {
         if let Some(mut writer) = self.writer.take() {
             let _ = writer.flush();
         }
-        let numbered = |n: u32| self.path.with_extension(format!("{n}.jsonl"));
-        let _ = std::fs::remove_file(numbered(ROTATE_KEEP));
-        for n in (1..ROTATE_KEEP).rev() {
-            let _ = std::fs::rename(numbered(n), numbered(n + 1));
-        }
-        let _ = std::fs::rename(&self.path, numbered(1));
+        kojibox_home::fs::rotate(&self.path, ROTATE_KEEP);
         self.size = 0;
     }
 }
@@ -634,8 +631,16 @@ mod tests {
         assert_eq!(written.lines().count(), TAIL_LINES + 10);
         sink.note(LogLevel::Info, "a note of kojibox's");
         assert_eq!(
-            sink.last_lines(2),
+            sink.last_lines(1, 2),
             format!("line {} | line {}", TAIL_LINES + 8, TAIL_LINES + 9)
+        );
+        sink.line("the next run's line", "stderr", Some(2));
+        assert_eq!(sink.last_lines(2, 2), "the next run's line");
+        assert_eq!(sink.last_lines(3, 2), "(no output)");
+        assert_eq!(
+            sink.last_lines(1, 1),
+            format!("line {}", TAIL_LINES + 9),
+            "an earlier run's lines stay its own"
         );
     }
 

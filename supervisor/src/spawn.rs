@@ -259,7 +259,11 @@ async fn prepare_data(
             Ok(s) => {
                 // Leave an empty data folder behind so the next start runs setup again.
                 let _ = clear_dir(&def.data_dir);
-                return Err(format!("{step} {}: {}", describe(s), logs.last_lines(3)));
+                return Err(format!(
+                    "{step} {}: {}",
+                    describe(s),
+                    logs.last_lines(pid, 3)
+                ));
             }
             Err(e) => return Err(format!("{step}: {e}")),
         }

@@ -45,8 +45,14 @@ pub(crate) fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `kojibox up` waits for the services to become running (a service is restarted if its
+/// health check has not passed 60 s after a spawn, so this covers a slow first start and one
+/// retry).
+const UP_WAIT: Duration = Duration::from_secs(150);
+
 /// `kojibox up`: starts the daemon in the background when none runs, then every enabled
-/// service, waiting until each is running (or failed) with a progress display.
+/// service, waiting until each is running, has failed, is crash-looping (flapping), or
+/// [`UP_WAIT`] has passed; names those that are not running and exits 1 if there are any.
 pub(crate) fn up(home: &Home, json: bool) -> Result<ExitCode> {
     let client = match Client::connect(home) {
         Ok(client) => client,
@@ -70,18 +76,20 @@ pub(crate) fn up(home: &Home, json: bool) -> Result<ExitCode> {
             (s.id.clone(), bar)
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let finals = loop {
+    let deadline = Instant::now() + UP_WAIT;
+    let (finals, timed_out) = loop {
         let states = client.call::<methods::ServicesList>(&Default::default())?;
         let mut pending = false;
         for (id, bar) in &bars {
             if let Some(state) = states.iter().find(|s| &s.id == id) {
                 bar.set_message(format!("{id}: {}", state.state.as_str()));
-                pending |= state.state == ServiceStatus::Starting;
+                // A crash-looping service is not waited for: it is the answer.
+                pending |= state.state == ServiceStatus::Starting && !state.flapping;
             }
         }
-        if !pending || Instant::now() > deadline {
-            break states;
+        let late = Instant::now() > deadline;
+        if !pending || late {
+            break (states, pending && late);
         }
         std::thread::sleep(Duration::from_millis(150));
     };
@@ -92,31 +100,45 @@ pub(crate) fn up(home: &Home, json: bool) -> Result<ExitCode> {
         .iter()
         .filter(|s| bars.iter().any(|(id, _)| id == &s.id))
         .collect();
+    let not_running: Vec<&str> = wanted
+        .iter()
+        .filter(|s| s.state != ServiceStatus::Running)
+        .map(|s| s.id.as_str())
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&wanted)?);
     } else {
         println!("daemon pid {} at {}", client.pid(), client.url());
         for state in &wanted {
             let pid = state.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            let late = if timed_out && state.state == ServiceStatus::Starting && !state.flapping {
+                format!(" (not running after {} s)", UP_WAIT.as_secs())
+            } else {
+                String::new()
+            };
             println!(
-                "{}: {}{pid}{}",
+                "{}: {}{pid}{late}{}",
                 state.id,
                 state.state.as_str(),
-                state
-                    .last_error
-                    .as_ref()
-                    .map(|e| format!(": {e}"))
+                super::service::trouble(state)
+                    .map(|t| format!(": {t}"))
                     .unwrap_or_default()
             );
         }
+        if !not_running.is_empty() {
+            println!(
+                "{} of {} service(s) running; not running: {} (see `kojibox logs SERVICE`)",
+                wanted.len() - not_running.len(),
+                wanted.len(),
+                not_running.join(", ")
+            );
+        }
     }
-    Ok(
-        if wanted.iter().all(|s| s.state == ServiceStatus::Running) {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
+    Ok(if not_running.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Starts `kojibox serve` in the background (its output in `app/logs/daemon.log`) and waits

@@ -65,10 +65,24 @@ pub(crate) fn status(home: &Home, json: bool) -> Result<ExitCode> {
             pid,
             ports,
             up,
-            state.last_error.as_deref().unwrap_or("")
+            trouble(state).unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is wrong with a service, for a person: that it is flapping (with how often it was
+/// restarted) and its `lastError`.
+pub(crate) fn trouble(state: &ServiceState) -> Option<String> {
+    let flapping = state
+        .flapping
+        .then(|| format!("flapping, restarted {} times in a row", state.restarts));
+    match (flapping, &state.last_error) {
+        (Some(f), Some(e)) => Some(format!("{f}; last: {e}")),
+        (Some(f), None) => Some(f),
+        (None, Some(e)) => Some(e.clone()),
+        (None, None) => None,
+    }
 }
 
 fn uptime(state: &ServiceState) -> Option<Duration> {

@@ -22,6 +22,7 @@
 //! What the daemon has to say goes to a [`Notices`] sink as [`Notice`] values; it prints
 //! nothing itself.
 
+mod housekeeping;
 mod notice;
 mod recovery;
 mod reexec;
@@ -309,6 +310,13 @@ impl Run {
     async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<Exit> {
         let notices = &self.notices;
         let supervisor = &self.supervisor;
+        let housekeeping = CancellationToken::new();
+        self.tasks.spawn(housekeeping::run(
+            self.home.clone(),
+            self.watchdog.clone(),
+            Arc::clone(notices),
+            housekeeping.clone(),
+        ));
         if self.up {
             for (id, result) in supervisor.up().await {
                 if let Err(e) = result {
@@ -366,6 +374,8 @@ impl Run {
         }
         notices(Notice::Stopping);
         supervisor.shutdown().await;
+        // Not restarted from now on: the watchdog is told it may end.
+        housekeeping.cancel();
         if let Some(watchdog) = &self.watchdog {
             let watchdog = Arc::clone(watchdog);
             let _ = tokio::task::spawn_blocking(move || watchdog.finish()).await;

@@ -130,6 +130,11 @@ fn line(event: &Event) -> Option<String> {
                 (ServiceStatus::Error | ServiceStatus::Starting, Some(e)) => format!(": {e}"),
                 _ => String::new(),
             };
+            let why = if s.flapping {
+                format!(" (flapping, restart {}){why}", s.restarts)
+            } else {
+                why
+            };
             Some(format!("{}: {}{pid}{why}", s.id, s.state.as_str()))
         }
         Event::ServiceHealth(h) => Some(format!("{}: health {:?}", h.id, h.status).to_lowercase()),

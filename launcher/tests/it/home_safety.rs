@@ -12,7 +12,7 @@ use kojibox_manifests::model::ServiceStatus;
 use serde_json::json;
 
 use crate::api::{Api, eventually, signal};
-use crate::support::{Env, Fixture, host, mode_of, set_mode, text};
+use crate::support::{Env, Fixture, UpDaemon, host, mode_of, set_mode, text};
 
 /// `kojibox --home H ARGS` under `umask MASK` (through `sh`, which sets it and execs kojibox).
 fn kojibox_umask(env: &Env, mask: &str, args: &[&str]) -> Output {
@@ -30,24 +30,6 @@ fn kojibox_umask(env: &Env, mask: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Kills (by pid) the daemon a `kojibox up` of this home started, when dropped.
-struct Daemon<'a>(&'a Env);
-
-impl Drop for Daemon<'_> {
-    fn drop(&mut self) {
-        let Ok(text) = std::fs::read_to_string(self.0.at("app/state/api.json")) else {
-            return;
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if let Some(pid) = value["pid"].as_u64().and_then(|p| u32::try_from(p).ok()) {
-            let _ = self.0.kojibox(&["down"], None);
-            if kojibox_proc::is_alive(pid) {
-                signal(pid, rustix::process::Signal::KILL);
-            }
-        }
-    }
-}
-
 #[test]
 fn under_umask_000_every_folder_and_file_gets_its_own_mode() {
     let env = Env::for_services();
@@ -57,7 +39,7 @@ fn under_umask_000_every_folder_and_file_gets_its_own_mode() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = kojibox_umask(&env, "000", &args);
     assert!(out.status.success(), "{}", text(&out));
-    let _daemon = Daemon(&env);
+    let _daemon = UpDaemon(&env);
     let out = kojibox_umask(&env, "000", &["up"]);
     assert!(out.status.success(), "{}", text(&out));
     let out = kojibox_umask(&env, "000", &["start", "worker", "--wait"]);

@@ -10,6 +10,7 @@ mod daemon;
 mod escape;
 mod groups;
 mod logs;
+mod storms;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -211,7 +212,7 @@ pub fn code(e: &launcher::supervisor::Error) -> (ErrorCode, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loop_ends_in_error_after_max_retries_with_growing_delays() {
     let script = r#"date +%s%N >> "$DATA/spawns"; echo "crashing now" >&2; exit 1"#;
-    let crashy = Fixture::new("crashy", script).template(|t| t.restart_policy = policy(3, 100));
+    let crashy = Fixture::new("crashy", script).template(|t| t.restart_policy = policy(3, 300));
     let h = harness(&[crashy]).await;
     let answer = h.sup.start_service("crashy").await.unwrap();
     assert_eq!(
@@ -233,7 +234,7 @@ async fn a_crash_loop_ends_in_error_after_max_retries_with_growing_delays() {
         .map(|w| (w[1] - w[0]) as f64 / 1e6)
         .collect();
     for (n, gap) in gaps.iter().enumerate() {
-        let expected = 100.0 * f64::from(1u32 << n);
+        let expected = 300.0 * f64::from(1u32 << n);
         assert!(
             *gap >= 0.85 * expected && *gap <= 1.1 * expected + 300.0,
             "restart {} came {gap:.0} ms after the previous spawn, expected about {expected} ms \

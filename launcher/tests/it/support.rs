@@ -629,3 +629,21 @@ pub fn watchdog_of(daemon: u32) -> Option<u32> {
         ppid == Some(daemon) && String::from_utf8_lossy(&cmdline).contains("__watchdog")
     })
 }
+
+/// Kills (by pid) the daemon a `kojibox up` of this home started, when dropped.
+pub struct UpDaemon<'a>(pub &'a Env);
+
+impl Drop for UpDaemon<'_> {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.0.at("app/state/api.json")) else {
+            return;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(pid) = value["pid"].as_u64().and_then(|p| u32::try_from(p).ok()) {
+            let _ = self.0.kojibox(&["down"], None);
+            if kojibox_proc::is_alive(pid) {
+                crate::api::signal(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}

@@ -192,6 +192,8 @@ fn nullable_fields_serialize_as_null() {
         pid: None,
         last_error: None,
         last_updated: "2025-01-01T00:00:00Z".into(),
+        restarts: 0,
+        flapping: false,
     };
     let json = serde_json::to_value(&state).unwrap();
     assert_eq!(json["pid"], Value::Null);

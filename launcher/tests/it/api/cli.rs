@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::contract::error;
 use super::{Api, WAIT, eventually, request, signal};
-use crate::support::{stderr, stdout, text};
+use crate::support::{Fixture, stderr, stdout, text};
 
 /// A child killed (by pid) and reaped when dropped.
 struct Killed(Child);
@@ -551,4 +551,28 @@ fn up_answers_every_service_when_one_cannot_start_and_the_cli_names_it() {
     assert!(said.contains("worker: running"), "{said}");
     assert!(said.contains("web: error"), "{said}");
     drop(held);
+}
+
+#[test]
+fn up_returns_at_once_naming_a_crash_looping_service() {
+    let crashy = Fixture::new("crashy", r#"echo "no config file" >&2; exit 1"#)
+        .template(|t| t.restart_policy = crate::supervise::policy(1000, 0));
+    let api = Api::boot(&[crashy]);
+    // Restarted for ever (maxRetries 1000): `up` must not wait until it gives up.
+    let out = kojibox(&api, &["up"], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = stdout(&out);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with("crashy: "))
+        .unwrap_or_else(|| panic!("no line for crashy: {said}"));
+    assert!(
+        line.contains("flapping, restarted") && line.contains("no config file"),
+        "{line}"
+    );
+    assert!(said.contains("web: running"), "{said}");
+    assert!(
+        said.contains("2 of 3 service(s) running; not running: crashy"),
+        "{said}"
+    );
 }

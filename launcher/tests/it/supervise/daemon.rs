@@ -367,3 +367,72 @@ async fn sigterm_stops_every_service_in_reverse_order_and_exits_0() {
         kojibox_proc::PortCheck::Free
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_watchdog_is_started_again_and_still_ends_the_services() {
+    let env = Env::for_services();
+    env.install_fixtures(&[Fixture::new(
+        "beta",
+        r#"sleep 300 &
+echo $! > "$DATA/grandchild"
+wait"#,
+    )]);
+    let mut daemon = Daemon::start(&env, true);
+    let beta = narrated_pid(&daemon.line("beta: running").await);
+    let grandchild = KillOnDrop(read_pid(&env.at("runtime/data/beta/grandchild")).await);
+    let first = daemon.watchdog().expect("a watchdog runs");
+    kill(first, 9);
+    let note = daemon
+        .line(&format!("note: the watchdog (pid {first})"))
+        .await;
+    assert!(
+        note.contains("started a new one") && note.contains("watching 1 service group(s)"),
+        "{note}"
+    );
+    let second = daemon.watchdog().expect("a new watchdog runs");
+    assert_ne!(first, second);
+    // The new watchdog knows beta's group: the daemon's death still takes everything with it.
+    daemon.child.kill().unwrap();
+    daemon.exit().await;
+    assert!(
+        eventually(Duration::from_secs(2), || !alive(beta)
+            && !alive(grandchild.0))
+        .await,
+        "beta {} or its grandchild {} outlived the daemon after its watchdog was replaced",
+        alive(beta),
+        alive(grandchild.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grown_daemon_log_is_rotated_like_a_service_log() {
+    use launcher::supervisor::logs::ROTATE_BYTES;
+    let env = Env::for_services();
+    env.install_fixtures(&[Fixture::new("alpha", "exec sleep 300")]);
+    // A home that has served for months: `kojibox up` appends to what earlier daemons wrote.
+    let log = env.at("app/logs/daemon.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let old = "an earlier daemon's line\n".repeat(ROTATE_BYTES as usize / 25 + 1);
+    std::fs::write(&log, &old).unwrap();
+    let _daemon = crate::support::UpDaemon(&env);
+    let out = env.kojibox(&["up"], None);
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let rotated = env.at("app/logs/daemon.1.log");
+    assert!(
+        eventually(WAIT, || rotated.exists()).await,
+        "daemon.log ({} bytes) was not rotated",
+        std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0)
+    );
+    assert!(std::fs::read_to_string(&rotated).unwrap().starts_with(&old));
+    // What the daemon says from now on goes to a fresh daemon.log, private like the old one.
+    let out = env.kojibox(&["stop", "alpha"], None);
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let fresh = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(WAIT, || fresh().contains("alpha: stopped")).await,
+        "daemon.log now holds: {:?}",
+        fresh()
+    );
+    assert!(!fresh().contains("an earlier daemon's line"));
+    assert_eq!(crate::support::mode_of(&log), 0o600);
+}
