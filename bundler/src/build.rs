@@ -71,8 +71,8 @@ impl Ui {
 pub struct BuildReport {
     /// Bytes of the bundle.
     pub bytes: u64,
-    /// `sha256:<hex>` of the bundle.
-    pub sha256: String,
+    /// `sha256:<hex>` of the bundle, when the plan asks for it.
+    pub sha256: Option<String>,
     /// Bytes of payload files packed.
     pub payload_bytes: u64,
     /// The signer's key id.
@@ -180,9 +180,24 @@ pub fn build(
         .map(|(job, s)| (job.label(), s.size, s.checksum.clone()))
         .collect();
 
+    // Not computed by default: the bundle's own hash needs a second read of the whole file
+    // after it is written (its first bytes, the signed index, are known last), which would
+    // be the single largest cost of packing after compression.
+    let sha256 = if plan.sha256 {
+        Some(
+            file_sha256(&plan.out).map_err(|source| kojibox_kbx::Error::Io {
+                action: "read back",
+                path: plan.out.clone(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+
     Ok(BuildReport {
         bytes: written.bytes,
-        sha256: written.sha256,
+        sha256,
         payload_bytes: total,
         key_id: key.key_id().to_string(),
         payloads,
@@ -303,6 +318,23 @@ fn relative_link(link: &str, target: &str) -> String {
     let mut parts: Vec<&str> = vec![".."; from.len() - common];
     parts.extend(&to[common..]);
     parts.join("/")
+}
+
+/// `sha256:<hex>` of the file at `path`.
+fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(format!("sha256:{}", hex::encode(hasher.finalize()))),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `12.3 MiB`.

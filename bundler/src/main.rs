@@ -55,6 +55,9 @@ enum Command {
         /// Compression threads. Default: one per core.
         #[arg(long, value_name = "N")]
         threads: Option<u32>,
+        /// Also print the sha256 of the bundle file (read back once more when written).
+        #[arg(long)]
+        sha256: bool,
         /// Print the plan of steps and do nothing.
         #[arg(long)]
         dry_run: bool,
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             level,
             cache,
             threads,
+            sha256,
             dry_run,
         } => {
             let recipe = bundler::load_recipe(&recipe_path)?;
@@ -159,8 +163,9 @@ fn run(cli: Cli) -> Result<()> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let cache = cache.unwrap_or_else(FetchContext::default_cache_dir);
-            let plan = Plan::new(&recipe, &targets, out.clone(), cache.clone(), level)
+            let mut plan = Plan::new(&recipe, &targets, out.clone(), cache.clone(), level)
                 .map_err(bundler::Error::Plan)?;
+            plan.sha256 = sha256;
             if dry_run {
                 print!("{plan}");
                 return Ok(());
@@ -185,7 +190,9 @@ fn run(cli: Cli) -> Result<()> {
                 human_bytes(report.payload_bytes),
                 report.elapsed.as_secs_f64()
             );
-            println!("  {}", report.sha256);
+            if let Some(sha256) = &report.sha256 {
+                println!("  {sha256}");
+            }
             println!("  signed by key {}", report.key_id);
             println!(
                 "  artifacts: {} downloaded, {} from cache",

@@ -52,6 +52,8 @@ pub struct Plan<'a> {
     pub cache: PathBuf,
     /// zstd level.
     pub level: i32,
+    /// Also read the written bundle back for its sha256 (`--sha256`).
+    pub sha256: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -102,6 +104,7 @@ impl<'a> Plan<'a> {
             out,
             cache,
             level,
+            sha256: false,
         })
     }
 }
@@ -171,6 +174,10 @@ impl fmt::Display for Plan<'_> {
                 self.out.display(),
                 self.out.display()
             ),
-        )
+        )?;
+        if self.sha256 {
+            line(f, format!("hash    {} (its sha256)", self.out.display()))?;
+        }
+        Ok(())
     }
 }

@@ -12,6 +12,13 @@ pub fn header_frame(index_bytes: &[u8], signature: &str, mtime: u64) -> Vec<u8> 
     raw_frame(&content)
 }
 
+/// The length of [`header_frame`] for an index of `index_len` bytes and a signature of
+/// `signature_len` bytes: it depends on the two only through their 512-byte tar blocks.
+pub fn header_frame_len(index_len: usize, signature_len: usize) -> usize {
+    let content = 512 + index_len.div_ceil(512) * 512 + 512 + signature_len.div_ceil(512) * 512;
+    13 + 3 * content.div_ceil(MAX_BLOCK) + content
+}
+
 /// Largest raw block of a frame (the zstd format's block size limit).
 pub const MAX_BLOCK: usize = 128 << 10;
 
@@ -61,4 +68,24 @@ pub fn raw_member(path: &str, data: &[u8], mtime: u64) -> Vec<u8> {
     out.extend_from_slice(data);
     out.resize(out.len() + (512 - data.len() % 512) % 512, 0);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_frame_len_is_the_length_of_the_frame() {
+        for index_len in [0, 1, 511, 512, 513, 130_000, 131_072, 300_000] {
+            for signature in ["", "s", &"x".repeat(113)] {
+                let frame = header_frame(&vec![b'{'; index_len], signature, 7);
+                assert_eq!(
+                    frame.len(),
+                    header_frame_len(index_len, signature.len()),
+                    "{index_len} {}",
+                    signature.len()
+                );
+            }
+        }
+    }
 }

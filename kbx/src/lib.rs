@@ -11,8 +11,8 @@
 //!
 //! Writing ([`mod@write`]) takes a single pass over the input files: each file is hashed while the tar
 //! stream that carries it is compressed by zstd's worker threads. Because the hashes are only known
-//! at the end, the payload members are compressed into a temporary zstd frame first; then the
-//! index frame is written, followed by the payload frame copied as is. Concatenated zstd frames
+//! at the end, the payload frame is written first, into the bundle file after a gap whose size
+//! is known in advance; then the index frame is written into the gap. Concatenated zstd frames
 //! are one valid zstd stream, and the tar of the first frame has no end marker, so the two frames
 //! decode to one tar archive.
 //!

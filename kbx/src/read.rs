@@ -189,10 +189,13 @@ pub fn read_verified<V: Visit>(
     // so decompression overlaps the hashing and writing of members on this one.
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+        // Read chunks go back to the decoder to be filled again (no allocation per chunk).
+        let (recycle, reuse) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
         let window_log_max = limits.window_log_max;
-        let decoder = scope.spawn(move || decompress(reader, window_log_max, tx));
+        let decoder = scope.spawn(move || decompress(reader, window_log_max, tx, reuse));
         let mut decompressed = ChannelReader {
             rx,
+            recycle,
             chunk: Vec::new(),
             at: 0,
         };
@@ -263,12 +266,14 @@ pub fn read_verified<V: Visit>(
     Ok(ControlFlow::Continue(signed))
 }
 
-/// Decompresses everything `reader` has left into chunks sent over `tx`, hashing the
-/// compressed bytes; returns their count and sha256. Stops quietly when the receiver is gone.
+/// Decompresses everything `reader` has left into chunks sent over `tx` (taken from `reuse`
+/// when the reader gave one back), hashing the compressed bytes; returns their count and
+/// sha256. Stops quietly when the receiver is gone.
 fn decompress(
     reader: impl Read,
     window_log_max: u32,
     tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    reuse: std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> io::Result<(u64, String)> {
     let hashed = Hashing {
         inner: reader,
@@ -279,7 +284,8 @@ fn decompress(
     decoder.window_log_max(window_log_max)?;
     const CHUNK: usize = 1 << 20;
     loop {
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = reuse.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
         let mut filled = 0;
         while filled < CHUNK {
             match decoder.read(&mut chunk[filled..]) {
@@ -315,9 +321,10 @@ fn decompress(
     Ok((hashed.count, hex::encode(hashed.hasher.finalize())))
 }
 
-/// Reads the chunks [`decompress`] sends.
+/// Reads the chunks [`decompress`] sends, and gives each back once read.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
 }
@@ -327,7 +334,10 @@ impl Read for ChannelReader {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let read = std::mem::replace(&mut self.chunk, chunk);
+                    if read.capacity() > 0 {
+                        let _ = self.recycle.try_send(read);
+                    }
                     self.at = 0;
                 }
                 Ok(Err(e)) => return Err(e),

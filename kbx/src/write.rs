@@ -1,30 +1,38 @@
 //! Writing a bundle in one pass over the input files.
 //!
-//! [`pack_payloads`] streams every payload file through a sha256 hasher into a tar stream that
-//! zstd compresses on worker threads, into a temporary frame next to the output. It returns the
-//! index entries it measured. The caller builds and signs the [`BundleIndex`] from them, then
-//! [`finish`] writes `<out>.partial` (index frame, then the payload frame copied as is), fsyncs
-//! it and renames it to `<out>`: an interrupted or failed build leaves nothing at `<out>`.
+//! [`build`] streams every payload file through a sha256 hasher into a tar stream that zstd
+//! compresses on worker threads ([`mod@stream`]), straight into `<out>.partial`, after a gap
+//! left for the index frame. The gap's size is known before a byte is packed: the index lists
+//! what is packed, and only its hashes (fixed-length hex) and the frame's byte count are unknown
+//! until the end, so an index with placeholder hashes and a count the frame cannot reach (twice
+//! its input) has the length of the real one or a few digits more; in the rare case where the
+//! real index then ends in an earlier 512-byte tar block, it is padded with trailing spaces
+//! (insignificant in JSON) to fill the gap. Once the frame is written, the index is built,
+//! checked and signed, and its frame is written into the gap. Then the file is made durable (its
+//! writeback starts as the frame is written, so the final fsync is short) and renamed to
+//! `<out>`: an interrupted or failed build leaves nothing at `<out>`. No byte is written twice,
+//! and the only hashing is what the index records: each file's sha256 and the payload frame's.
 //!
 //! Output is reproducible: members are sorted by path; headers carry a fixed owner, the mode from
 //! the index and the given mtime; zstd always runs in multi-threaded mode, whose output does not
 //! depend on the number of worker threads.
-//!
-//! [`BundleIndex`]: kojibox_manifests::bundle::BundleIndex
+
+mod stream;
+mod walk;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use kojibox_manifests::bundle::{EntryKind, FrameDigest, IndexEntry};
-use sha2::{Digest, Sha256};
+use kojibox_manifests::bundle::{BundleIndex, FORMAT, FrameDigest, IndexEntry};
 
 use crate::Error;
 use crate::digest::{payload_digest, payload_entries};
 pub use crate::frame::{
-    MAX_BLOCK, RAW_FRAME_DESCRIPTOR, ZSTD_MAGIC, header_frame, raw_frame, raw_member,
+    MAX_BLOCK, RAW_FRAME_DESCRIPTOR, ZSTD_MAGIC, header_frame, header_frame_len, raw_frame,
+    raw_member,
 };
-use crate::paths::check_relative;
+pub use walk::walk_payload;
 
 /// One payload to pack: its home-relative root and its entries.
 #[derive(Debug, Clone)]
@@ -72,9 +80,9 @@ pub struct PackOptions {
     pub mtime: u64,
 }
 
-/// Payloads packed into a temporary frame, waiting for their signed index.
+/// Payloads packed into a payload frame, waiting for their signed index.
+#[derive(Debug, Clone)]
 pub struct PackedPayloads {
-    frame: tempfile::NamedTempFile,
     /// Every entry, sorted by path, as it will go in the index.
     pub files: Vec<IndexEntry>,
     /// sha256 and size of the compressed payload frame, as it will go in the index.
@@ -88,141 +96,23 @@ impl PackedPayloads {
     }
 }
 
-/// Packs `inputs` into a temporary zstd frame in `temp_dir`. `progress` is called with the
-/// number of input bytes consumed as they are read.
+/// Packs `inputs` into a payload frame written to `sink`. `progress` is called with the number
+/// of input bytes consumed as they are read. [`build`] does this into the bundle file itself.
 pub fn pack_payloads(
     inputs: &[PackInput],
     options: &PackOptions,
-    temp_dir: &Path,
+    sink: impl Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PackedPayloads, Error> {
-    let mut entries: Vec<(String, &InputKind)> = Vec::new();
-    for input in inputs {
-        check_relative(&input.root).map_err(|why| pack_error(&input.root, why))?;
-        for entry in &input.entries {
-            check_relative(&entry.rel).map_err(|why| pack_error(&entry.rel, why))?;
-            if let InputKind::Symlink { target } = &entry.kind
-                && crate::paths::resolve_link(&entry.rel, target).is_none()
-            {
-                return Err(pack_error(
-                    &entry.rel,
-                    format!("symlink to `{target}` leaves the payload"),
-                ));
-            }
-            entries.push((format!("{}/{}", input.root, entry.rel), &entry.kind));
-        }
-    }
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    if let Some(pair) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(pack_error(&pair[0].0, "two entries have this path"));
-    }
-
-    let frame = tempfile::Builder::new()
-        .prefix(".kbx-payload-")
-        .tempfile_in(temp_dir)
-        .map_err(|source| Error::Io {
-            action: "create a temporary file in",
-            path: temp_dir.to_owned(),
-            source,
-        })?;
-    let frame_path = frame.path().to_owned();
-    let io_err = |source| Error::Io {
-        action: "write",
-        path: frame_path.clone(),
-        source,
-    };
-
-    let sink = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, frame.as_file().try_clone().map_err(io_err)?),
-        hasher: Sha256::new(),
-        count: 0,
-    };
-    let mut encoder = zstd::stream::write::Encoder::new(sink, options.level).map_err(io_err)?;
-    encoder
-        .multithread(options.threads.max(1))
-        .map_err(io_err)?;
-    encoder.include_checksum(true).map_err(io_err)?;
-    let mut builder = tar::Builder::new(encoder);
-
-    let mut files = Vec::with_capacity(entries.len());
-    for (path, kind) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(options.mtime);
-        match kind {
-            InputKind::File { source, executable } => {
-                let mode = if *executable { 0o755 } else { 0o644 };
-                let file = File::open(source).map_err(|e| Error::Io {
-                    action: "read",
-                    path: source.clone(),
-                    source: e,
-                })?;
-                let size = file
-                    .metadata()
-                    .map_err(|e| Error::Io {
-                        action: "read",
-                        path: source.clone(),
-                        source: e,
-                    })?
-                    .len();
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(mode);
-                header.set_size(size);
-                let mut reader = HashingReader {
-                    inner: file.take(size),
-                    hasher: Sha256::new(),
-                    count: 0,
-                    progress: &mut *progress,
-                };
-                builder
-                    .append_data(&mut header, &path, &mut reader)
-                    .map_err(io_err)?;
-                if reader.count != size {
-                    return Err(Error::Pack {
-                        path: source.clone(),
-                        problem: format!(
-                            "file changed while packing ({size} bytes expected, {} read)",
-                            reader.count
-                        ),
-                    });
-                }
-                files.push(IndexEntry {
-                    path,
-                    kind: EntryKind::File,
-                    mode,
-                    size,
-                    sha256: Some(hex::encode(reader.hasher.finalize())),
-                    target: None,
-                });
-            }
-            InputKind::Symlink { target } => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_mode(0o777);
-                header.set_size(0);
-                builder
-                    .append_link(&mut header, &path, target)
-                    .map_err(io_err)?;
-                files.push(IndexEntry {
-                    path,
-                    kind: EntryKind::Symlink,
-                    mode: 0,
-                    size: 0,
-                    sha256: None,
-                    target: Some(target.clone()),
-                });
-            }
-        }
-    }
-    let encoder = builder.into_inner().map_err(io_err)?;
-    let mut writer = encoder.finish().map_err(io_err)?;
-    writer.flush().map_err(io_err)?;
-    let frame_digest = FrameDigest {
-        sha256: hex::encode(writer.hasher.finalize()),
-        bytes: writer.count,
-    };
+    let members = stream::prepare(inputs)?;
+    let (files, frame_digest, _) = stream::write_frame(
+        &members,
+        options,
+        sink,
+        Path::new("the payload frame"),
+        progress,
+    )?;
     Ok(PackedPayloads {
-        frame,
         files,
         frame_digest,
     })
@@ -235,104 +125,11 @@ fn pack_error(path: &str, problem: impl Into<String>) -> Error {
     }
 }
 
-struct HashingReader<'a, R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-    progress: &'a mut dyn FnMut(u64),
-}
-
-impl<R: Read> Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        (self.progress)(n as u64);
-        Ok(n)
-    }
-}
-
-/// What [`finish`] wrote.
+/// What [`build`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     /// Bytes of the bundle.
     pub bytes: u64,
-    /// `sha256:<hex>` of the bundle file.
-    pub sha256: String,
-}
-
-/// Writes the bundle to `out`: the index frame (`index_bytes` and `signature`), then the packed
-/// payload frame. Writes `<out>.partial`, fsyncs and renames, so `out` only ever holds a whole
-/// bundle. The file's sha256 is computed as it is written.
-pub fn finish(
-    packed: PackedPayloads,
-    index_bytes: &[u8],
-    signature: &str,
-    options: &PackOptions,
-    out: &Path,
-) -> Result<Written, Error> {
-    let partial = partial_path(out);
-    let result = (|| {
-        let io_err = |source| Error::Io {
-            action: "write",
-            path: partial.clone(),
-            source,
-        };
-        let file = File::create(&partial).map_err(io_err)?;
-        let mut writer = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            count: 0,
-        };
-        writer
-            .write_all(&header_frame(index_bytes, signature, options.mtime))
-            .map_err(io_err)?;
-        let mut frame = packed.frame.reopen().map_err(io_err)?;
-        frame.rewind().map_err(io_err)?;
-        io::copy(&mut frame, &mut writer).map_err(io_err)?;
-        let written = Written {
-            bytes: writer.count,
-            sha256: format!("sha256:{}", hex::encode(writer.hasher.finalize_reset())),
-        };
-        let file = writer
-            .inner
-            .into_inner()
-            .map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        std::fs::rename(&partial, out).map_err(|source| Error::Io {
-            action: "rename into",
-            path: out.to_owned(),
-            source,
-        })?;
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Make the rename durable; failure to sync a folder is not worth failing the build.
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(written)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// `<out>.partial`.
@@ -343,96 +140,6 @@ pub fn partial_path(out: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".partial");
     out.with_file_name(name)
-}
-
-/// Entries of a payload folder on disk, for packing: files, and symlinks that stay inside.
-/// Folders are implied; anything else (a device, a FIFO, a socket) is an error.
-pub fn walk_payload(root: &Path) -> Result<Vec<InputEntry>, Error> {
-    let mut out = Vec::new();
-    let mut stack = vec![(root.to_owned(), String::new())];
-    while let Some((dir, rel_dir)) = stack.pop() {
-        let read = std::fs::read_dir(&dir).map_err(|source| Error::Io {
-            action: "read folder",
-            path: dir.clone(),
-            source,
-        })?;
-        for item in read {
-            let item = item.map_err(|source| Error::Io {
-                action: "read folder",
-                path: dir.clone(),
-                source,
-            })?;
-            let name = item.file_name();
-            let name = name.to_str().ok_or_else(|| Error::Pack {
-                path: item.path(),
-                problem: "file name is not UTF-8".into(),
-            })?;
-            let rel = if rel_dir.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{rel_dir}/{name}")
-            };
-            let path = item.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(|source| Error::Io {
-                action: "read",
-                path: path.clone(),
-                source,
-            })?;
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                stack.push((path, rel));
-            } else if kind.is_file() {
-                out.push(InputEntry {
-                    rel,
-                    kind: InputKind::File {
-                        source: path,
-                        executable: is_executable(&meta),
-                    },
-                });
-            } else if kind.is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|source| Error::Io {
-                    action: "read link",
-                    path: path.clone(),
-                    source,
-                })?;
-                let target = target
-                    .to_str()
-                    .ok_or_else(|| Error::Pack {
-                        path: path.clone(),
-                        problem: "link target is not UTF-8".into(),
-                    })?
-                    .replace('\\', "/");
-                if crate::paths::resolve_link(&rel, &target).is_none() {
-                    return Err(Error::Pack {
-                        path,
-                        problem: format!("symlink to `{target}` leaves the payload"),
-                    });
-                }
-                out.push(InputEntry {
-                    rel,
-                    kind: InputKind::Symlink { target },
-                });
-            } else {
-                return Err(Error::Pack {
-                    path,
-                    problem: "not a regular file, folder or symlink".into(),
-                });
-            }
-        }
-    }
-    out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
-    Ok(out)
-}
-
-#[cfg(unix)]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_meta: &std::fs::Metadata) -> bool {
-    false
 }
 
 /// Everything a bundle holds, before packing.
@@ -478,9 +185,6 @@ pub fn build(
     out: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Built, Error> {
-    use kojibox_manifests::bundle::{BundleIndex, FORMAT};
-    use kojibox_manifests::model::{BundleMeta, RuntimeManifest};
-
     let roots: Vec<String> = spec
         .payloads
         .iter()
@@ -502,46 +206,199 @@ pub fn build(
             entries: p.entries.clone(),
         })
         .collect();
-    let temp_dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let packed = pack_payloads(&inputs, options, temp_dir, progress)?;
-    let services = spec
-        .payloads
-        .into_iter()
-        .zip(&roots)
-        .map(|(p, root)| {
-            let (checksum, size) = packed.digest(root);
-            kojibox_manifests::model::ServiceBinary {
-                checksum,
-                size,
-                ..p.binary
-            }
-        })
-        .collect();
-    let index = BundleIndex {
-        format: FORMAT,
-        manifest: RuntimeManifest {
-            version: spec.version,
-            services,
-            bundle: BundleMeta {
-                created_at: spec.created_at,
-                source: spec.source,
-                signature: String::new(),
+    let members = stream::prepare(&inputs)?;
+    let index_of = |files: Vec<IndexEntry>, payload_frame: FrameDigest| {
+        let services = spec
+            .payloads
+            .iter()
+            .zip(&roots)
+            .map(|(p, root)| {
+                let (checksum, size) = payload_digest(&payload_entries(root, &files));
+                kojibox_manifests::model::ServiceBinary {
+                    checksum,
+                    size,
+                    ..p.binary.clone()
+                }
+            })
+            .collect();
+        BundleIndex {
+            format: FORMAT,
+            manifest: kojibox_manifests::model::RuntimeManifest {
+                version: spec.version.clone(),
+                services,
+                bundle: kojibox_manifests::model::BundleMeta {
+                    created_at: spec.created_at.clone(),
+                    source: spec.source.clone(),
+                    signature: String::new(),
+                },
             },
-        },
-        templates: spec.templates,
-        provenance: spec.provenance,
-        files: packed.files.clone(),
-        payload_frame: packed.frame_digest.clone(),
+            templates: spec.templates.clone(),
+            provenance: spec.provenance.clone(),
+            files,
+            payload_frame,
+        }
     };
-    // Check what every reader will check, so a bad bundle fails here and not on a user's machine.
-    crate::index::validate_index(&index)?;
-    let mut index_bytes = serde_json::to_vec_pretty(&index)
+    // The gap for the index frame: an index with placeholder hashes of the real length and a
+    // byte count the frame cannot reach is at least as long as the real one (and, unless the
+    // real count has fewer digits, exactly as long).
+    let placeholder = "0".repeat(64);
+    let widest = index_of(
+        members
+            .iter()
+            .map(|m| m.entry(Some(placeholder.clone())))
+            .collect(),
+        FrameDigest {
+            sha256: placeholder.clone(),
+            bytes: stream::frame_bound(&members),
+        },
+    );
+    let widest_len = index_bytes(&widest)?.len();
+    let signature_len = key.sign(b"").to_string().len();
+    let gap = header_frame_len(widest_len, signature_len);
+
+    let partial = partial_path(out);
+    let result = (|| {
+        let io_err = |action: &'static str| {
+            let path = partial.clone();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let mut file = File::create(&partial).map_err(io_err("create"))?;
+        file.seek(SeekFrom::Start(gap as u64))
+            .map_err(io_err("write"))?;
+        let sink = BufWriter::with_capacity(
+            1 << 20,
+            Writeback {
+                file: &file,
+                from: gap as u64,
+                at: gap as u64,
+            },
+        );
+        let (files, frame_digest, sink) =
+            stream::write_frame(&members, options, sink, &partial, progress)?;
+        sink.into_inner()
+            .map_err(|e| io_err("write")(e.into_error()))?;
+        let bytes = gap as u64 + frame_digest.bytes;
+        let index = index_of(files, frame_digest);
+        // Check what every reader will check, so a bad bundle fails here and not on a user's
+        // machine.
+        crate::index::validate_index(&index)?;
+        let mut index_bytes = index_bytes(&index)?;
+        pad_to_block_of(&mut index_bytes, widest_len);
+        let signature = key.sign(&index_bytes).to_string();
+        let header = header_frame(&index_bytes, &signature, options.mtime);
+        if header.len() != gap {
+            return Err(Error::InvalidIndex(format!(
+                "the index frame is {} bytes, {gap} were set aside for it",
+                header.len()
+            )));
+        }
+        file.rewind().map_err(io_err("write"))?;
+        file.write_all(&header).map_err(io_err("write"))?;
+        file.sync_all().map_err(io_err("write"))?;
+        drop(file);
+        std::fs::rename(&partial, out).map_err(|source| Error::Io {
+            action: "rename into",
+            path: out.to_owned(),
+            source,
+        })?;
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the rename durable; failure to sync a folder is not worth failing the build.
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(Built {
+            index,
+            written: Written { bytes },
+        })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// The index as signed: pretty JSON and a newline.
+fn index_bytes(index: &BundleIndex) -> Result<Vec<u8>, Error> {
+    let mut bytes = serde_json::to_vec_pretty(index)
         .map_err(|e| Error::InvalidIndex(format!("could not serialize the index: {e}")))?;
-    index_bytes.push(b'\n');
-    let signature = key.sign(&index_bytes).to_string();
-    let written = finish(packed, &index_bytes, &signature, options, out)?;
-    Ok(Built { index, written })
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Pads `index` (JSON ending in a newline) with spaces before that newline until it fills as
+/// many 512-byte tar blocks as `len` bytes would, so its frame has the length set aside.
+fn pad_to_block_of(index: &mut Vec<u8>, len: usize) {
+    let least = (len.div_ceil(512) - 1) * 512 + 1;
+    if index.len() < least {
+        let newline = index.pop();
+        index.resize(least - usize::from(newline.is_some()), b' ');
+        index.extend(newline);
+    }
+}
+
+/// Writes to `file` from where its cursor is, and starts writing back each 8 MiB to disk as
+/// soon as it is written (`fadvise(DONTNEED)` starts the writeback, then drops the pages that
+/// are clean: nothing reads them again), so the fsync at the end has little left to wait for.
+struct Writeback<'a> {
+    file: &'a File,
+    /// Where the bytes not yet sent to disk start.
+    from: u64,
+    /// Where the next byte goes.
+    at: u64,
+}
+
+/// Bytes written between two starts of writeback.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+impl Write for Writeback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut file = self.file;
+        let n = file.write(buf)?;
+        self.at += n as u64;
+        if self.at - self.from >= WRITEBACK_EVERY {
+            #[cfg(target_os = "linux")]
+            let _ = rustix::fs::fadvise(
+                self.file,
+                self.from,
+                std::num::NonZeroU64::new(self.at - self.from),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.from = self.at;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pad_to_block_of;
+
+    #[test]
+    fn an_index_is_padded_into_the_block_set_aside_and_stays_json() {
+        let json = |len: usize| {
+            let v = format!("{{\"a\": \"{}\"}}\n", "x".repeat(len - 10)).into_bytes();
+            assert_eq!(v.len(), len);
+            v
+        };
+        // Set aside: 2 blocks (1000 bytes). A 400-byte index grows to 513, the least of 2.
+        let mut short = json(400);
+        pad_to_block_of(&mut short, 1000);
+        assert_eq!(short.len(), 513);
+        assert!(short.ends_with(b" \n"));
+        let value: serde_json::Value = serde_json::from_slice(&short).unwrap();
+        assert_eq!(value["a"].as_str().unwrap().len(), 390);
+        // Already in the second block, or exactly at its start: unchanged.
+        for len in [513, 600, 1000] {
+            let mut same = json(len);
+            pad_to_block_of(&mut same, 1000);
+            assert_eq!(same.len(), len);
+        }
+    }
 }

@@ -124,6 +124,24 @@ fn keygen_writes_a_private_key_and_a_public_key() {
 }
 
 #[test]
+fn the_bundle_sha256_is_printed_when_asked() {
+    let dir = project();
+    let d = dir.path();
+    // Not by default: it costs a second read of the whole bundle.
+    let plain = build(d, "plain.kbx", &[]);
+    let hashed = build(d, "hashed.kbx", &["--sha256"]);
+    let bytes = std::fs::read(d.join("hashed.kbx")).unwrap();
+    assert_eq!(bytes, std::fs::read(d.join("plain.kbx")).unwrap());
+    let line = format!(
+        "\n  sha256:{}\n",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
+    assert!(hashed.contains(&line), "{hashed}");
+    assert!(!plain.contains(&line), "{plain}");
+    assert!(!plain.contains("\n  sha256:"), "{plain}");
+}
+
+#[test]
 fn a_built_bundle_verifies_and_inspects() {
     let dir = project();
     let d = dir.path();
@@ -401,5 +419,71 @@ fn a_checksum_mismatch_names_both_digests_and_leaves_no_output() {
     assert!(
         !blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none(),
         "nothing kept in the cache"
+    );
+}
+
+/// Issue 14, item 9: a signature error and a refusal are each printed once, the cause not
+/// repeated after a message that already quotes it.
+#[test]
+fn a_signature_error_and_a_refusal_are_printed_once() {
+    let dir = project();
+    let d = dir.path();
+    built(d);
+    ok(bundle(d, &["keygen", "--out", "other"], &[]));
+    let err = failed(bundle(
+        d,
+        &["verify", "t.kbx", "--pubkey", "other.pub"],
+        &[],
+    ));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(
+            "error: t.kbx does not verify: bundle signature is invalid: data was signed by key "
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("signed by key").count(), 1, "{err}");
+    // A refusal of the recipe: said once, with its line and column.
+    std::fs::write(d.join("bad.toml"), "version = \"1.0.0\"\n").unwrap();
+    let err = failed(bundle(d, &["check", "bad.toml"], &[]));
+    assert_eq!(
+        err,
+        "error: recipe bad.toml is invalid: line 1, column 1: missing field `source`\n"
+    );
+    // A refusal to publish over a newer version.
+    let repo = d.join("repo");
+    let repo = repo.to_str().unwrap();
+    ok(bundle(
+        d,
+        &["publish", "t.kbx", "--repo", repo, "--key", "release.key"],
+        &[],
+    ));
+    std::fs::write(
+        d.join("old.toml"),
+        std::fs::read_to_string(d.join("recipe.toml"))
+            .unwrap()
+            .replace("version = \"1.2.0\"", "version = \"1.1.0\""),
+    )
+    .unwrap();
+    ok(bundle(
+        d,
+        &[
+            "build",
+            "old.toml",
+            "--key",
+            "release.key",
+            "--out",
+            "old.kbx",
+        ],
+        &[],
+    ));
+    let err = failed(bundle(
+        d,
+        &["publish", "old.kbx", "--repo", repo, "--key", "release.key"],
+        &[],
+    ));
+    assert_eq!(
+        err,
+        "error: the stable channel names 1.2.0, newer than 1.1.0: pass --force to publish an older version\n"
     );
 }

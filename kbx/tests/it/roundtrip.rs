@@ -101,3 +101,42 @@ fn plain_zstd_and_tar_unpack_it() {
         Some("libdemo.so.1.2")
     );
 }
+
+#[test]
+fn an_index_padded_to_fill_its_gap_reads_back() {
+    // The index frame's room is set aside before packing, from an index whose frame byte count
+    // has more digits than the real one; when the real index then ends in an earlier tar
+    // block, it is padded with spaces. Vary a file name's length until that happens: the
+    // bundle must still be one valid, fully verified stream.
+    let dir = tempfile::tempdir().unwrap();
+    let key = support::key(1);
+    let payload = dir.path().join("payload");
+    support::payload(&payload);
+    let mut padded = 0;
+    for len in 1..=520 {
+        // `n/xxx…/xxx…/x`: one more byte of path each time, in components a file system takes.
+        let parts: Vec<String> = "x"
+            .repeat(len)
+            .into_bytes()
+            .chunks(100)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        let name = payload.join("n").join(parts.join("/"));
+        std::fs::create_dir_all(name.parent().unwrap()).unwrap();
+        std::fs::write(&name, b"n").unwrap();
+        let out = dir.path().join("demo.kbx");
+        support::build(&payload, &out, &key, 1);
+        std::fs::remove_dir_all(payload.join("n")).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let (signed, seen) = support::read(&bytes, &key.public_key()).unwrap();
+        assert_eq!(seen.len(), 6, "{len}");
+        if signed.index_bytes.ends_with(b" \n") {
+            padded += 1;
+            assert_eq!(signed.index_bytes.len() % 512, 1, "{len}");
+            let plain = zstd::decode_all(bytes.as_slice()).unwrap();
+            let mut archive = tar::Archive::new(plain.as_slice());
+            assert_eq!(archive.entries().unwrap().count(), 8, "{len}");
+        }
+    }
+    assert!(padded > 0, "no name length needed padding");
+}

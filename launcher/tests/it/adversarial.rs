@@ -325,6 +325,33 @@ fn a_member_longer_than_declared_is_refused_before_it_is_read() {
 }
 
 #[test]
+fn one_changed_byte_deep_in_a_large_payload_is_refused() {
+    // 12 MiB of payload: it streams through many reused decompression buffers and is written
+    // in large chunks, and a single flipped bit near the end of one file, in a member of the
+    // right size, is still caught by that file's hash and nothing is installed. The good bundle
+    // installing afterwards (in `assert_refused`) checks the same path keeps every byte intact.
+    let env = Env::new();
+    let v1 = env.bundle("v1", &Spec::demo("1.0.0", "1.0"));
+    env.install(&v1, Some(1)).unwrap();
+    let good = std::fs::read(env.bundle("v2", &Spec::demo("2.0.0", "2.0").big(12))).unwrap();
+    let case = Case { env, good };
+    let hostile = craft::with_payload(&case.good, |m| {
+        // blob9 is the last blob in path order, after 11 MiB of others.
+        let blob = member(m, "data/blob9");
+        let at = blob.data.len() - 100;
+        blob.data[at] ^= 1;
+    });
+    assert_refused(
+        &case,
+        &hostile,
+        &[&format!(
+            "bundle member {}/data/blob9: content differs from the signed sha256",
+            v2_root()
+        )],
+    );
+}
+
+#[test]
 fn data_beyond_the_signed_payload_frame_is_refused() {
     let case = case();
     let mut hostile = case.good.clone();

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,9 @@ use super::options::InstallOptions;
 use super::plan::{Payload, Stop, plan};
 use super::status::Reporter;
 use crate::error::{Error, Result};
+
+/// Bytes written to a payload file at a time.
+const WRITE_CHUNK: usize = 256 << 10;
 
 /// One install's extraction: decides at the index what to extract, then writes each wanted
 /// member into `staging` with its signed mode. Nothing is written outside `staging`.
@@ -40,6 +43,8 @@ pub(crate) struct Extraction<'a, 'r> {
     /// still read and verified, so a damaged copy is never called "already installed".
     pub(crate) already: bool,
     created: HashSet<PathBuf>,
+    /// The buffer files are written from.
+    buf: Vec<u8>,
     progress: u8,
     fault_at: bool,
 }
@@ -69,6 +74,7 @@ impl<'a, 'r> Extraction<'a, 'r> {
             payloads: Vec::new(),
             already: false,
             created: HashSet::new(),
+            buf: vec![0; WRITE_CHUNK],
             progress: 0,
             fault_at: kojibox_home::fault::armed("install:extract"),
         }
@@ -116,7 +122,7 @@ impl Visit for Extraction<'_, '_> {
             create_folders(parent)?;
         }
         let written = match (entry.kind, data) {
-            (EntryKind::File, Some(data)) => write_file(&dest, data, entry.mode),
+            (EntryKind::File, Some(data)) => write_file(&dest, data, entry.mode, &mut self.buf),
             (EntryKind::Symlink, _) => {
                 make_symlink(entry.target.as_deref().unwrap_or_default(), &dest)
             }
@@ -193,9 +199,20 @@ pub(crate) fn create_folders(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn write_file(dest: &Path, data: &mut dyn Read, mode: u32) -> io::Result<()> {
+fn write_file(dest: &Path, data: &mut dyn Read, mode: u32, buf: &mut [u8]) -> io::Result<()> {
     let mut file = File::create_new(dest)?;
-    let written = io::copy(data, &mut file)?;
+    // Large writes: `io::copy` would move the bytes 8 KiB (one syscall) at a time.
+    let mut written = 0u64;
+    loop {
+        let n = match data.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        file.write_all(&buf[..n])?;
+        written += n as u64;
+    }
     // Start writing the file back to disk now, while the rest of the bundle is decompressed,
     // so the one `syncfs` before the switch has little left to wait for.
     #[cfg(target_os = "linux")]

@@ -58,11 +58,7 @@ pub fn install(
 ) -> Result<InstallReport> {
     let _lock = home.lock(LockName::Install)?;
     let recovered = recover(home)?;
-    let mut reporter = Reporter {
-        home,
-        last: None,
-        sink: progress,
-    };
+    let mut reporter = Reporter::new(home, progress);
     reporter.phase("verify", 0);
     let result = install_locked(home, bundle, options, &mut reporter);
     match &result {
@@ -264,7 +260,14 @@ pub fn recover(home: &Home) -> Result<Vec<String>> {
     if staging.exists() {
         let files = count_files(&staging);
         std::fs::remove_dir_all(&staging).map_err(Error::io("remove", &staging))?;
-        found.push(format!("removed the staging folder of an interrupted install ({files} files); the installed version is unchanged"));
+        match found.last_mut() {
+            // The update's install left it: one event, one note (never "unchanged" beside
+            // "rolled back").
+            Some(update) => update.push_str(&format!(
+                "; removed the staging folder it left ({files} files)"
+            )),
+            None => found.push(format!("removed the staging folder of an interrupted install ({files} files); the installed version is unchanged")),
+        }
     }
     if let Some(manifest) = read_json::<RuntimeManifest>(&home.manifest())? {
         let active = crate::installed::load_index(home, &manifest.version)?;
