@@ -90,4 +90,11 @@ impl ToApi for Error {
             other => other.to_string(),
         }
     }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Error::Home(e) => e.retryable(),
+            other => other.code().default_retryable(),
+        }
+    }
 }

@@ -16,7 +16,7 @@ use kojibox_manifests::error::{ApiError, ErrorCode, ErrorSource};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file operation failed.
-    #[error("could not {action} {}: {source}", path.display())]
+    #[error("could not {action} {}: {source}{}", path.display(), hint(source))]
     Io {
         /// What was being done ("read", "create folder", ...).
         action: &'static str,
@@ -78,6 +78,19 @@ pub enum Error {
     },
 }
 
+/// What to do about an I/O failure whose cause alone does not say it (a full disk).
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "; the disk is full: free some space, then try again"
+        }
+        std::io::ErrorKind::FileTooLarge => {
+            "; the file would exceed the size this system allows a file (`ulimit -f`)"
+        }
+        _ => "",
+    }
+}
+
 /// Shorthand for results of the home.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -123,12 +136,20 @@ pub trait ToApi: std::error::Error + Send + Sync + 'static {
         self.to_string()
     }
 
+    /// Whether the same request may succeed later without any change (the envelope's
+    /// `retryable`); by default the code's [`ErrorCode::default_retryable`]. A corrupt or
+    /// invalid file is never retryable, whatever its code: it stays so until someone fixes it.
+    fn retryable(&self) -> bool {
+        self.code().default_retryable()
+    }
+
     /// The envelope for this error, as raised by `source` at `ts`.
     fn to_api(&self, source: ErrorSource, ts: impl Into<String>) -> ApiError
     where
         Self: Sized,
     {
         ApiError::new(self.code(), source, self.message(), self.detail(), ts)
+            .retryable(self.retryable())
     }
 }
 
@@ -167,5 +188,36 @@ impl ToApi for Error {
             Error::Invalid { detail, .. } | Error::Internal { detail } => detail.clone(),
             other => other.to_string(),
         }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            // Reading it again gives the same bytes: someone must fix or remove the file.
+            Error::Corrupt { .. } => false,
+            other => other.code().default_retryable(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_says_what_to_do_and_a_corrupt_file_is_not_retryable() {
+        let full =
+            Error::io("write", "/h/app/config/app.json")(std::io::Error::from_raw_os_error(28));
+        assert_eq!(
+            full.to_string(),
+            "could not write /h/app/config/app.json: No space left on device (os error 28); the \
+             disk is full: free some space, then try again"
+        );
+        let corrupt = Error::Corrupt {
+            path: "/h/app/config/app.json".into(),
+            detail: "EOF".into(),
+        };
+        let api = corrupt.to_api(ErrorSource::Config, "2026-01-01T00:00:00Z");
+        assert_eq!(api.code, ErrorCode::Internal);
+        assert!(!api.retryable);
     }
 }

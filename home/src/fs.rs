@@ -238,6 +238,25 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The name of rotated file number `n` of `path`: `svc.jsonl` → `svc.1.jsonl`, `daemon.log` →
+/// `daemon.1.log`.
+pub fn rotated(path: &Path, n: u32) -> std::path::PathBuf {
+    match path.extension() {
+        Some(ext) => path.with_extension(format!("{n}.{}", ext.to_string_lossy())),
+        None => path.with_extension(n.to_string()),
+    }
+}
+
+/// Rotates a log file: `path` becomes rotated file 1, file 1 becomes 2, and so on; the oldest
+/// beyond `keep` is removed. Missing files are skipped; the caller opens a new `path`.
+pub fn rotate(path: &Path, keep: u32) {
+    let _ = std::fs::remove_file(rotated(path, keep));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(rotated(path, n), rotated(path, n + 1));
+    }
+    let _ = std::fs::rename(path, rotated(path, 1));
+}
+
 #[cfg(test)]
 #[cfg(unix)]
 mod tests {
@@ -390,23 +409,4 @@ mod tests {
         // Reading still works: diagnostics can report the problem.
         assert_eq!(read_json::<u32>(&home.app_config()).unwrap(), None);
     }
-}
-
-/// The name of rotated file number `n` of `path`: `svc.jsonl` → `svc.1.jsonl`, `daemon.log` →
-/// `daemon.1.log`.
-pub fn rotated(path: &Path, n: u32) -> std::path::PathBuf {
-    match path.extension() {
-        Some(ext) => path.with_extension(format!("{n}.{}", ext.to_string_lossy())),
-        None => path.with_extension(n.to_string()),
-    }
-}
-
-/// Rotates a log file: `path` becomes rotated file 1, file 1 becomes 2, and so on; the oldest
-/// beyond `keep` is removed. Missing files are skipped; the caller opens a new `path`.
-pub fn rotate(path: &Path, keep: u32) {
-    let _ = std::fs::remove_file(rotated(path, keep));
-    for n in (1..keep).rev() {
-        let _ = std::fs::rename(rotated(path, n), rotated(path, n + 1));
-    }
-    let _ = std::fs::rename(path, rotated(path, 1));
 }

@@ -8,7 +8,7 @@ use crate::layout::Home;
 /// Launcher settings that are not part of the contract's `AppConfig`. Unknown keys are ignored
 /// (a newer launcher's settings do not stop an older one), but never silently: see
 /// [`Settings::warnings`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
     /// Where updates come from: a repository folder (absolute or home-relative: a USB stick, a
@@ -31,6 +31,55 @@ pub struct Settings {
     /// Where the API listens (a loopback `address:port`; default `127.0.0.1:0`, any free port).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+}
+
+/// Redacting: `updateSource` may carry credentials (`https://user:pass@host/repo?token=T`).
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field(
+                "update_source",
+                &self.update_source.as_deref().map(redact_url),
+            )
+            .field("install_source", &self.install_source)
+            .field("service_user", &self.service_user)
+            .field("allow_root_services", &self.allow_root_services)
+            .field("listen", &self.listen)
+            .finish()
+    }
+}
+
+/// An address with its credentials replaced by `***`: the user name and password
+/// (`https://***@host/repo`) and every query value (`?token=***`); a fragment is dropped. Text
+/// that is not `scheme://...` is returned as it is. Used wherever `updateSource` is shown.
+pub fn redact_url(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match before_query.find('/') {
+        Some(at) => before_query.split_at(at),
+        None => (before_query, ""),
+    };
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let mut out = format!("{scheme}://{host}{path}");
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{}=***", p.split('=').next().unwrap_or_default()))
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// Every key `settings.json` may hold (the fields of [`Settings`], as written).

@@ -122,4 +122,9 @@ impl ToApi for Error {
                 .map_or_else(|| other.to_string(), ToApi::detail),
         }
     }
+
+    fn retryable(&self) -> bool {
+        self.inner()
+            .map_or_else(|| self.code().default_retryable(), ToApi::retryable)
+    }
 }

@@ -157,6 +157,23 @@ enum Command {
     /// Internal: the daemon's watchdog (ends service groups if the daemon dies).
     #[command(name = "__watchdog", hide = true)]
     Watchdog,
+    /// Internal: waits for a daemon restarted on a new kojibox to prove itself, else puts the
+    /// previous kojibox back and starts it.
+    #[command(name = "__prove-self-update", hide = true)]
+    ProveSelfUpdate {
+        /// The restarted daemon.
+        #[arg(long)]
+        pid: u32,
+        /// Where kojibox runs from.
+        #[arg(long)]
+        exe: PathBuf,
+        /// The services that must run again, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// The daemon's arguments, to start the previous kojibox with.
+        #[arg(last = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Call any API method and print the answer's envelope; exit 1 on an error envelope.
     Rpc {
         /// The method, e.g. services.list.
@@ -207,6 +224,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(command) => cli::update::update(&home, command, json),
         // Handled before the home is resolved.
         Command::Watchdog => Ok(ExitCode::SUCCESS),
+        Command::ProveSelfUpdate {
+            pid,
+            exe,
+            services,
+            args,
+        } => {
+            // None ran: `--services ""`.
+            let services: Vec<String> = services.into_iter().filter(|s| !s.is_empty()).collect();
+            launcher::daemon::prove_self_update(&home, pid, &exe, &args, &services, &|line| {
+                eprintln!("{line}");
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Up => cli::daemon::up(&home, json),
         Command::Down => cli::daemon::down(&home),
         Command::Status => cli::service::status(&home, json),

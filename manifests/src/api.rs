@@ -72,7 +72,7 @@ macro_rules! for_each_method {
             (CertsGenerate, "certs.generate", $crate::api::DomainParams, $crate::model::CertMeta, "Issues a local certificate for a domain."),
             (CertsTrust, "certs.trust", $crate::api::DomainParams, $crate::api::Ack, "Trusts the local CA for a domain's certificate."),
             (InstallerStatus, "installer.status", $crate::api::Empty, $crate::api::Progress, "The installer's phase and progress."),
-            (InstallerStart, "installer.start", $crate::api::InstallerStartParams, $crate::api::Ack, "Installs a bundle."),
+            (InstallerStart, "installer.start", $crate::api::InstallerStartParams, $crate::api::Ack, "Installs a bundle. The daemon supervises the services it adds (stopped) and stops and drops those it no longer has before answering, then announces `runtime:updated`."),
             (UpdaterCheck, "updater.check", $crate::api::Empty, $crate::api::UpdateCheck, "Looks for an update on the configured channel."),
             (UpdaterApply, "updater.apply", $crate::api::VersionParams, $crate::api::Ack, "Applies an update; answers when it is done."),
             (UpdaterRollback, "updater.rollback", $crate::api::Empty, $crate::api::Ack, "Goes back to the version before the last update (an addition)."),
@@ -243,17 +243,30 @@ fn split_form(
     Ok(serde_json::Value::Object(body))
 }
 
-fn parse_params<T: DeserializeOwned>(
+fn parse_params<T: DeserializeOwned + JsonSchema>(
     method: &'static str,
     params: serde_json::Value,
 ) -> Result<T, RequestError> {
+    let schema = || schemars::schema_for!(T).to_value();
+    if !params.is_object() {
+        // serde would take an array, matching fields by position, and speak of `struct T`.
+        return Err(RequestError::InvalidParams {
+            method,
+            field: None,
+            message: format!(
+                "params must be an object: {}, not {}",
+                shape(&schema(), &schema()),
+                kind_of(&params)
+            ),
+        });
+    }
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
         let message = if method == "secrets.set" {
             // serde quotes the offending value, which may be the secret itself.
             "does not fit (details withheld: this request carries a secret)".to_owned()
         } else {
-            e.into_inner().to_string()
+            in_words(&e.into_inner().to_string(), &schema())
         };
         RequestError::InvalidParams {
             method,
@@ -261,6 +274,133 @@ fn parse_params<T: DeserializeOwned>(
             message,
         }
     })
+}
+
+/// A serde message with its Rust type names (`expected struct ProxyRule`, `invalid type:
+/// sequence`) put in the words of the wire: the expected object's fields and their types.
+fn in_words(message: &str, root: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find("struct ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "struct ".len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        let mut tail = &after[end..];
+        // `with 1 element` counts the fields serde would match by position.
+        if let Some(t) = tail.strip_prefix(" with ")
+            && let Some(stop) = t.find(" element")
+            && t[..stop].chars().all(|c| c.is_ascii_digit())
+        {
+            let t = &t[stop + " element".len()..];
+            tail = t.strip_prefix('s').unwrap_or(t);
+        }
+        let schema = if root.get("title").and_then(serde_json::Value::as_str) == Some(name) {
+            Some(root)
+        } else {
+            root.get("$defs").and_then(|d| d.get(name))
+        };
+        match schema {
+            Some(schema) => out.push_str(&shape(schema, root)),
+            None => out.push_str("an object"),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out.replace("invalid type: sequence", "invalid type: an array")
+        .replace("invalid type: map", "invalid type: an object")
+}
+
+/// `an object {"id": string, "tail"?: integer}` for an object schema; a type word otherwise.
+fn shape(schema: &serde_json::Value, root: &serde_json::Value) -> String {
+    let Some(properties) = schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+    else {
+        return type_word(schema, root);
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(serde_json::Value::as_array)
+        .map(|r| r.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    let fields: Vec<String> = properties
+        .iter()
+        .map(|(name, field)| {
+            let optional = if required.contains(&name.as_str()) {
+                ""
+            } else {
+                "?"
+            };
+            format!("\"{name}\"{optional}: {}", type_word(field, root))
+        })
+        .collect();
+    if fields.is_empty() {
+        "an empty object {}".to_owned()
+    } else {
+        format!("an object {{{}}}", fields.join(", "))
+    }
+}
+
+/// A field's type in a word: `string`, `integer`, `"stable" | "beta"`, `array of object`.
+fn type_word(schema: &serde_json::Value, root: &serde_json::Value) -> String {
+    if let Some(reference) = schema.get("$ref").and_then(serde_json::Value::as_str) {
+        let name = reference.rsplit('/').next().unwrap_or_default();
+        return match root.get("$defs").and_then(|d| d.get(name)) {
+            Some(def) if def.get("properties").is_none() => type_word(def, root),
+            _ => "object".to_owned(),
+        };
+    }
+    let values: Vec<String> = schema
+        .get("enum")
+        .and_then(serde_json::Value::as_array)
+        .map(|v| v.iter().map(ToString::to_string).collect())
+        .or_else(|| {
+            schema
+                .get("oneOf")
+                .and_then(serde_json::Value::as_array)
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|o| o.get("const").or_else(|| o.get("enum")?.get(0)))
+                        .map(ToString::to_string)
+                        .collect()
+                })
+        })
+        .unwrap_or_default();
+    if !values.is_empty() {
+        return values.join(" | ");
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(serde_json::Value::String(t)) => vec![t.as_str()],
+        Some(serde_json::Value::Array(ts)) => ts
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .filter(|t| *t != "null")
+            .collect(),
+        _ => vec![],
+    };
+    match types.first().copied() {
+        Some("array") => match schema.get("items") {
+            Some(items) => format!("array of {}", type_word(items, root)),
+            None => "array".to_owned(),
+        },
+        Some(t) => t.to_owned(),
+        None => "any value".to_owned(),
+    }
+}
+
+/// `an array`, `a string`, ... for a JSON value.
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Why a request could not be parsed.

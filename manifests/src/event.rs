@@ -27,7 +27,8 @@ pub enum Event {
     /// Some configuration was written.
     #[serde(rename = "config:changed")]
     ConfigChanged(ConfigChanged),
-    /// A new runtime manifest was switched in.
+    /// A new runtime manifest was switched in (`installer.start`, an update or a rollback, or a
+    /// `kojibox install` the daemon noticed within 2 s); the services already follow it.
     #[serde(rename = "runtime:updated")]
     RuntimeUpdated(RuntimeManifest),
     /// `updater.check` found a newer version.

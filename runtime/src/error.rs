@@ -99,11 +99,29 @@ impl Error {
     }
 }
 
+/// The I/O failure behind a key error, when it is one.
+fn key_io(e: &kojibox_signing::Error) -> Option<&std::io::Error> {
+    match e {
+        kojibox_signing::Error::ReadKey { source, .. }
+        | kojibox_signing::Error::WriteKey { source, .. }
+        | kojibox_signing::Error::ReadTrustStore { source, .. }
+        | kojibox_signing::Error::WriteTrustStore { source, .. } => Some(source),
+        _ => None,
+    }
+}
+
 impl ToApi for Error {
     fn code(&self) -> ErrorCode {
         match self {
             Error::Home(e) => e.code(),
             Error::Services(e) => e.code(),
+            // Reading or writing a key file or the trust store failed: nothing is wrong with
+            // the bundle (a full disk, a missing file).
+            Error::Key(e) if key_io(e).is_some() => match key_io(e).map(std::io::Error::kind) {
+                Some(std::io::ErrorKind::PermissionDenied) => ErrorCode::PermissionDenied,
+                Some(std::io::ErrorKind::NotFound) => ErrorCode::NotFound,
+                _ => ErrorCode::Internal,
+            },
             Error::Bundle(_) | Error::Key(_) => ErrorCode::BundleInvalid,
             Error::Invalid { .. } => ErrorCode::ValidationFailed,
             Error::RuntimeMissing { .. } => ErrorCode::RuntimeMissing,
@@ -120,6 +138,7 @@ impl ToApi for Error {
             Error::Home(e) => return e.message(),
             Error::Services(e) => return e.message(),
             Error::Bundle(_) => "The bundle was refused",
+            Error::Key(e) if key_io(e).is_some() => "A key file operation failed",
             Error::Key(_) => "The bundle's signature was refused",
             Error::Invalid { message, .. } => message,
             Error::RuntimeMissing { .. } => "Required runtime binary not found",
@@ -137,6 +156,14 @@ impl ToApi for Error {
             Error::Services(e) => e.detail(),
             Error::Invalid { detail, .. } => detail.clone(),
             other => other.to_string(),
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Error::Home(e) => e.retryable(),
+            Error::Services(e) => e.retryable(),
+            other => other.code().default_retryable(),
         }
     }
 }

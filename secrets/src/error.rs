@@ -102,4 +102,12 @@ impl ToApi for Error {
             other => other.to_string(),
         }
     }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Error::Home(e) => e.retryable(),
+            Error::Corrupt { .. } => false,
+            other => other.code().default_retryable(),
+        }
+    }
 }

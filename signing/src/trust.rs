@@ -157,10 +157,12 @@ impl TrustStore {
         }
         let mut tmp = builder
             .tempfile_in(&self.dir)
-            .map_err(|source| write_error(&self.dir, source))?;
-        tmp.write_all(key.to_file_text().as_bytes())
+            .map_err(|source| write_error(&path, without_temp_path(source)))?;
+        // Through the plain file: an error names the key's file, not the temporary one.
+        tmp.as_file_mut()
+            .write_all(key.to_file_text().as_bytes())
             .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|source| write_error(tmp.path(), source))?;
+            .map_err(|source| write_error(&path, source))?;
         tmp.persist(&path)
             .map_err(|err| write_error(&path, err.error))?;
         sync_dir(&self.dir).map_err(|source| write_error(&self.dir, source))?;
@@ -186,5 +188,21 @@ impl TrustStore {
                 store: self.dir.clone(),
             })?;
         key.verify(msg, signature)
+    }
+}
+
+/// tempfile's errors end in `at path <the temporary file>`, a name the user never sees again:
+/// keep only the cause.
+fn without_temp_path(e: io::Error) -> io::Error {
+    let cause = e
+        .get_ref()
+        .and_then(|inner| inner.source())
+        .and_then(|s| s.downcast_ref::<io::Error>());
+    match cause {
+        Some(cause) => match cause.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(cause.kind(), cause.to_string()),
+        },
+        None => e,
     }
 }

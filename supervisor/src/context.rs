@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use kojibox_config::user::ServiceUsers;
 use kojibox_home::Home;
@@ -26,8 +26,9 @@ pub(crate) struct Context {
     pub(crate) records: PathBuf,
     /// Who runs the services (when the daemon is root: a user of their own, or one shared).
     pub(crate) users: ServiceUsers,
-    /// Every service's state, for dependencies to watch.
-    pub(crate) states: OnceLock<BTreeMap<String, watch::Receiver<ServiceState>>>,
+    /// Every service's state, for dependencies to watch (changed when the installed set of
+    /// services does).
+    pub(crate) states: RwLock<BTreeMap<String, watch::Receiver<ServiceState>>>,
     /// Ends the service groups if the daemon dies.
     pub(crate) watchdog: Option<Arc<Watchdog>>,
     /// Secret values for `${secret.*}`, looked up at spawn time.
@@ -37,6 +38,15 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The state of service `id`, to watch, while it is supervised.
+    pub(crate) fn state_of(&self, id: &str) -> Option<watch::Receiver<ServiceState>> {
+        self.states
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
     /// The user service `id` runs as (`None`: the daemon's own), made at its first start when
     /// each service has its own; `Err`: why it cannot run (a message naming the fix). Blocking.
     pub(crate) fn user_for(&self, id: &str) -> Result<Option<kojibox_proc::User>, String> {

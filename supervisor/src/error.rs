@@ -109,4 +109,13 @@ impl ToApi for Error {
             other => other.to_string(),
         }
     }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Error::Home(e) => e.retryable(),
+            Error::Config(e) => e.retryable(),
+            Error::Secrets(e) => e.retryable(),
+            other => other.code().default_retryable(),
+        }
+    }
 }

@@ -23,6 +23,10 @@
 //!
 //! An update asks for restarts through [`kojibox_runtime::update::Services`], which the
 //! supervisor implements (`services.rs`).
+//!
+//! The set of services follows the installed runtime without a restart: [`Supervisor::reload`]
+//! (after an install, an update or a rollback, and whenever the daemon sees the manifest
+//! change) supervises new services (stopped) and stops and drops those no longer installed.
 
 mod actor;
 mod context;
@@ -36,7 +40,7 @@ mod services;
 mod spawn;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use kojibox_config::definition::Definition;
@@ -83,10 +87,32 @@ struct Service {
     logs: Arc<LogSink>,
 }
 
+/// What [`Supervisor::reload`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Services now supervised (stopped), dependencies first.
+    pub added: Vec<String>,
+    /// Services no longer installed: stopped and dropped.
+    pub removed: Vec<String>,
+}
+
+impl Reloaded {
+    /// Whether the set of services changed.
+    pub fn changed(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty()
+    }
+}
+
 /// The running supervisor.
 pub struct Supervisor {
     home: Home,
-    services: Vec<Service>,
+    ctx: Arc<Context>,
+    /// Dependencies first; replaced (not edited) by a reload, so a reader holds a snapshot.
+    services: RwLock<Arc<Vec<Arc<Service>>>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// The bytes of `runtime/manifest.json` the services were last loaded from.
+    loaded_from: std::sync::Mutex<Option<Vec<u8>>>,
     actors: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The actors' helper tasks (log pumps, ending a process spawned as a start was cancelled).
     tasks: TaskTracker,
@@ -153,10 +179,12 @@ impl Supervisor {
         }
         // Ports are assigned once leftovers are gone, so that none looks busy.
         let h = home.clone();
-        let (definitions, users) = blocking(move || {
+        let (definitions, users, loaded_from) = blocking(move || {
+            // Read first: a manifest switched while loading is noticed by the next reload.
+            let loaded_from = std::fs::read(h.manifest()).ok();
             let definitions = kojibox_config::catalog::load(&h)?;
             let users = kojibox_config::user::service_users(&h)?;
-            Ok::<_, Error>((definitions, users))
+            Ok::<_, Error>((definitions, users, loaded_from))
         })
         .await?;
         let spawner = kojibox_proc::Spawner::contained(containment.clone())
@@ -168,64 +196,161 @@ impl Supervisor {
             events: events.clone(),
             records,
             users,
-            states: OnceLock::new(),
+            states: RwLock::default(),
             watchdog: options.watchdog,
             vault: options
                 .vault
                 .unwrap_or_else(|| Arc::new(Vault::new(home.clone(), None))),
             tasks: tasks.clone(),
         });
-        let mut services = Vec::new();
-        let mut actors = Vec::new();
-        for def in kojibox_config::catalog::topological(definitions) {
-            let def = Arc::new(def);
-            let sink = Arc::new(LogSink::new(def.id(), home, events.clone()));
-            let (actor, state, def_rx) =
-                Actor::new(Arc::clone(&def), Arc::clone(&ctx), Arc::clone(&sink));
-            let (tx, rx) = mpsc::channel(32);
-            actors.push(tokio::spawn(actor.run(rx)));
-            services.push(Service {
-                id: def.id().to_owned(),
-                def: def_rx,
-                tx,
-                state,
-                logs: sink,
-            });
-        }
-        let _ = ctx.states.set(
-            services
-                .iter()
-                .map(|s| (s.id.clone(), s.state.clone()))
-                .collect(),
-        );
-        Ok((
-            Supervisor {
-                home: home.clone(),
-                services,
-                actors: std::sync::Mutex::new(actors),
-                tasks,
-                closing: AtomicBool::new(false),
-                containment,
-            },
-            notes,
-        ))
+        let supervisor = Supervisor {
+            home: home.clone(),
+            ctx,
+            services: RwLock::new(Arc::new(Vec::new())),
+            reloading: tokio::sync::Mutex::new(()),
+            loaded_from: std::sync::Mutex::new(loaded_from),
+            actors: std::sync::Mutex::new(Vec::new()),
+            tasks,
+            closing: AtomicBool::new(false),
+            containment,
+        };
+        let services = kojibox_config::catalog::topological(definitions)
+            .into_iter()
+            .map(|def| supervisor.supervise(def))
+            .collect();
+        supervisor.replace(services);
+        Ok((supervisor, notes))
     }
 
-    fn get(&self, id: &str) -> Result<&Service> {
-        self.services.iter().find(|s| s.id == id).ok_or_else(|| {
-            kojibox_config::service::not_installed(id, self.services.iter().map(|s| s.id.as_str()))
-                .into()
+    /// A new actor (stopped) for `def`.
+    fn supervise(&self, def: Definition) -> Arc<Service> {
+        let def = Arc::new(def);
+        let sink = Arc::new(LogSink::new(def.id(), &self.home, self.ctx.events.clone()));
+        let (actor, state, def_rx) =
+            Actor::new(Arc::clone(&def), Arc::clone(&self.ctx), Arc::clone(&sink));
+        let (tx, rx) = mpsc::channel(32);
+        self.actors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tokio::spawn(actor.run(rx)));
+        Arc::new(Service {
+            id: def.id().to_owned(),
+            def: def_rx,
+            tx,
+            state,
+            logs: sink,
+        })
+    }
+
+    /// Makes `services` the supervised set (and the states dependencies watch).
+    fn replace(&self, services: Vec<Arc<Service>>) {
+        *self
+            .ctx
+            .states
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = services
+            .iter()
+            .map(|s| (s.id.clone(), s.state.clone()))
+            .collect();
+        *self
+            .services
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(services);
+    }
+
+    /// The supervised services now, dependencies first.
+    fn all(&self) -> Arc<Vec<Arc<Service>>> {
+        Arc::clone(
+            &self
+                .services
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// The installed services changed (an install, an update, a rollback): supervises the new
+    /// ones (stopped), stops and drops those no longer installed (each fully, dependents
+    /// first). Services that stay keep running; their new definition applies at their next
+    /// start, as after a configuration change. While the supervisor shuts down, nothing
+    /// changes.
+    pub async fn reload(&self) -> Result<Reloaded> {
+        let _one = self.reloading.lock().await;
+        self.open()?;
+        let h = self.home.clone();
+        let (definitions, bytes) = blocking(move || {
+            // Read first, as at start.
+            let bytes = std::fs::read(h.manifest()).ok();
+            kojibox_config::catalog::check(&h)?;
+            Ok::<_, Error>((kojibox_config::catalog::load(&h)?, bytes))
+        })
+        .await?;
+        let current = self.all();
+        let wanted: Vec<String> = definitions.iter().map(|d| d.id().to_owned()).collect();
+        let mut reloaded = Reloaded::default();
+        for gone in current.iter().rev().filter(|s| !wanted.contains(&s.id)) {
+            let (reply, done) = oneshot::channel();
+            if gone.tx.send(Control::Shutdown(reply)).await.is_ok() {
+                let _ = done.await;
+            }
+            gone.logs.note(
+                kojibox_manifests::model::LogLevel::Info,
+                "no longer installed: stopped and no longer supervised",
+            );
+            gone.logs.flush();
+            reloaded.removed.push(gone.id.clone());
+        }
+        let mut next = Vec::new();
+        for def in kojibox_config::catalog::topological(definitions) {
+            match current.iter().find(|s| s.id == def.id()) {
+                Some(kept) => next.push(Arc::clone(kept)),
+                None => {
+                    reloaded.added.push(def.id().to_owned());
+                    next.push(self.supervise(def));
+                }
+            }
+        }
+        self.replace(next);
+        *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = bytes;
+        Ok(reloaded)
+    }
+
+    /// [`reload`](Supervisor::reload) if `runtime/manifest.json` differs from the one the
+    /// services were last loaded from (a `kojibox install` run beside the daemon); `None` when
+    /// it does not.
+    pub async fn reload_if_changed(&self) -> Option<Result<Reloaded>> {
+        let h = self.home.clone();
+        let now = blocking(move || Ok::<_, Error>(std::fs::read(h.manifest()).ok()))
+            .await
+            .ok()?;
+        let same = *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            == now;
+        if same {
+            return None;
+        }
+        Some(self.reload().await)
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Service>> {
+        let all = self.all();
+        all.iter().find(|s| s.id == id).cloned().ok_or_else(|| {
+            kojibox_config::service::not_installed(id, all.iter().map(|s| s.id.as_str())).into()
         })
     }
 
     /// Ids of every service, dependencies first.
     pub fn ids(&self) -> Vec<String> {
-        self.services.iter().map(|s| s.id.clone()).collect()
+        self.all().iter().map(|s| s.id.clone()).collect()
     }
 
     /// `services.list`.
     pub fn list(&self) -> Vec<ServiceState> {
-        self.services
+        self.all()
             .iter()
             .map(|s| s.state.borrow().clone())
             .collect()
@@ -306,7 +431,7 @@ impl Supervisor {
     pub async fn up(&self) -> Vec<(String, Result<ServiceState>)> {
         let mut out = Vec::new();
         let known: Vec<(String, bool)> = self
-            .services
+            .all()
             .iter()
             .map(|s| (s.id.clone(), s.def.borrow().enabled))
             .collect();
@@ -371,7 +496,9 @@ impl Supervisor {
     /// after this answer that the supervisor is stopping.
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        for service in self.services.iter().rev() {
+        // A reload in progress finishes first; none starts after this.
+        let _one = self.reloading.lock().await;
+        for service in self.all().iter().rev() {
             let (reply, done) = oneshot::channel();
             if service.tx.send(Control::Shutdown(reply)).await.is_ok() {
                 let _ = done.await;

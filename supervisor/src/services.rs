@@ -24,6 +24,21 @@ impl Services for Supervisor {
         self.start_service(id).await.map_err(to_runtime)
     }
 
+    async fn reload(&self) -> kojibox_runtime::Result<Vec<String>> {
+        let before = self.list();
+        let reloaded = Supervisor::reload(self).await.map_err(to_runtime)?;
+        Ok(reloaded
+            .removed
+            .into_iter()
+            .filter(|id| {
+                before.iter().any(|s| {
+                    &s.id == id
+                        && matches!(s.state, ServiceStatus::Running | ServiceStatus::Starting)
+                })
+            })
+            .collect())
+    }
+
     async fn settled(&self, id: &str, timeout: Duration) -> kojibox_runtime::Result<ServiceState> {
         self.wait_for(id, timeout, |s| {
             matches!(s.state, ServiceStatus::Running | ServiceStatus::Error)

@@ -40,7 +40,7 @@ pub(crate) async fn prepare(
     cancel: CancellationToken,
 ) -> Prepared {
     for dep in &def.contract.depends_on {
-        let Some(mut rx) = ctx.states.get().and_then(|states| states.get(dep)).cloned() else {
+        let Some(mut rx) = ctx.state_of(dep) else {
             return Prepared::DependencyFailed(format!("dependency {dep} is not installed"));
         };
         loop {

@@ -267,9 +267,9 @@ pub(crate) fn write_atomic(home: &Home, path: &Path, bytes: &[u8]) -> Result<()>
         // Exact, whatever the umask.
         let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(perms::FILE_MODE));
         let mut file = std::fs::File::from(fd);
-        file.write_all(bytes)
-            .map_err(Error::io("write", &tmp_path))?;
-        file.sync_all().map_err(Error::io("sync", &tmp_path))?;
+        // Errors name the file being written, not its temporary name (which is gone by then).
+        file.write_all(bytes).map_err(Error::io("write", path))?;
+        file.sync_all().map_err(Error::io("sync", path))?;
         rustix::fs::renameat(&dir.fd, &tmp_name, &dir.fd, name).map_err(io("replace", path))
     })();
     if written.is_err() {

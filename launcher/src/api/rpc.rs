@@ -156,10 +156,19 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             json(blocking(move || kojibox_runtime::install::status(&home)).await?)
         }
         Request::InstallerStart(p) => {
-            blocking(move || {
-                kojibox_runtime::installer::start(&home, p.path.as_deref(), &mut |_| {})
+            let h = home.clone();
+            let report = blocking(move || {
+                kojibox_runtime::installer::start(&h, p.path.as_deref(), &mut |_| {})
             })
             .await?;
+            if report.changed {
+                // At once, not at the next daemon start: new services are supervised, dropped
+                // ones stopped, and every client hears of the new runtime.
+                sup.reload().await?;
+                let manifest =
+                    blocking(move || kojibox_runtime::installed::get_manifest(&home)).await?;
+                let _ = state.events.send(Event::RuntimeUpdated(manifest));
+            }
             json(Ack::Ok)
         }
         request @ (Request::ConfigGetApp(_)
@@ -194,8 +203,12 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             let channel = channel(&home).await?;
             // Its own task: a client that goes away does not cut an update in half.
             let (sup, emit) = (Arc::clone(sup), emitter(state));
+            let stopping = Arc::clone(&state.stopping);
             let applied = detached(&state.tasks, async move {
-                kojibox_runtime::update::apply(&home, channel, &p.version, &*sup, &emit).await
+                kojibox_runtime::update::apply_until(
+                    &home, channel, &p.version, &*sup, &emit, stopping,
+                )
+                .await
             })
             .await?;
             if applied.self_updated {

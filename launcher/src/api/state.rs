@@ -33,6 +33,8 @@ pub struct AppState {
     pub port: u16,
     /// Cancelled to make the daemon restart itself (after kojibox replaced itself).
     pub restart: CancellationToken,
+    /// Set when the daemon begins to stop: an update still downloading gives up.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// The daemon's tasks: work a request starts that must not be cut short (an update), and
     /// must end before the daemon does.
     pub tasks: TaskTracker,

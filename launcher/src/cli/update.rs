@@ -31,6 +31,9 @@ pub(crate) enum UpdateCommand {
 
 /// `kojibox update ...`.
 pub(crate) fn update(home: &Home, command: UpdateCommand, json: bool) -> Result<ExitCode> {
+    if let Some(note) = launcher::daemon::self_update_undone(home) {
+        eprintln!("note: {note}");
+    }
     let daemon = Client::connect(home).ok();
     match command {
         UpdateCommand::Check => {

@@ -1,13 +1,19 @@
 //! What the daemon checks every few seconds while it serves: that its watchdog still runs
-//! (started again if it died), and that its own log (`app/logs/daemon.log`, where `kojibox up`
-//! sends its output) stays as small as a service log, rotated the same way.
+//! (started again if it died), that the services it supervises are those installed (a
+//! `kojibox install` beside the daemon switched the manifest: new services are supervised,
+//! dropped ones stopped, `runtime:updated` goes out), and that its own log
+//! (`app/logs/daemon.log`, where `kojibox up` sends its output) stays as small as a service log,
+//! rotated the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kojibox_home::Home;
+use kojibox_manifests::event::Event;
 use kojibox_proc::Watchdog;
+use kojibox_supervisor::Supervisor;
 use kojibox_supervisor::logs::{ROTATE_BYTES, ROTATE_KEEP};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::notice::{Notice, Notices};
@@ -15,14 +21,26 @@ use super::notice::{Notice, Notices};
 /// How often the checks run.
 const EVERY: Duration = Duration::from_secs(2);
 
+/// What the checks look after.
+pub(crate) struct Housekeeping {
+    pub(crate) home: Home,
+    pub(crate) supervisor: Arc<Supervisor>,
+    pub(crate) watchdog: Option<Arc<Watchdog>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) notices: Notices,
+}
+
 /// Runs the checks until `stop` is cancelled.
-pub(crate) async fn run(
-    home: Home,
-    watchdog: Option<Arc<Watchdog>>,
-    notices: Notices,
-    stop: CancellationToken,
-) {
+pub(crate) async fn run(keep: Housekeeping, stop: CancellationToken) {
+    let Housekeeping {
+        home,
+        supervisor,
+        watchdog,
+        events,
+        notices,
+    } = keep;
     loop {
+        follow_the_manifest(&home, &supervisor, &events, &notices).await;
         let (h, w) = (home.clone(), watchdog.clone());
         let notes = tokio::task::spawn_blocking(move || {
             let mut notes = Vec::new();
@@ -39,6 +57,50 @@ pub(crate) async fn run(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(EVERY) => {}
         }
+    }
+}
+
+/// Reloads the services when `runtime/manifest.json` changed under the daemon, unless an update
+/// is in progress (it reloads them itself, and must know what it dropped).
+async fn follow_the_manifest(
+    home: &Home,
+    supervisor: &Supervisor,
+    events: &broadcast::Sender<Event>,
+    notices: &Notices,
+) {
+    if kojibox_runtime::journal::interrupted(home) {
+        return;
+    }
+    match supervisor.reload_if_changed().await {
+        None => {}
+        Some(Ok(reloaded)) => {
+            if reloaded.changed() {
+                let mut said = Vec::new();
+                if !reloaded.added.is_empty() {
+                    said.push(format!("now supervising {}", reloaded.added.join(", ")));
+                }
+                if !reloaded.removed.is_empty() {
+                    said.push(format!(
+                        "stopped and dropped {} (no longer installed)",
+                        reloaded.removed.join(", ")
+                    ));
+                }
+                notices(Notice::Note(format!(
+                    "the installed runtime changed: {}",
+                    said.join("; ")
+                )));
+            }
+            let h = home.clone();
+            let manifest =
+                tokio::task::spawn_blocking(move || kojibox_runtime::installed::get_manifest(&h))
+                    .await;
+            if let Ok(Ok(manifest)) = manifest {
+                let _ = events.send(Event::RuntimeUpdated(manifest));
+            }
+        }
+        Some(Err(e)) => notices(Notice::Note(format!(
+            "the installed runtime changed, but its services cannot be supervised: {e}"
+        ))),
     }
 }
 

@@ -24,6 +24,7 @@
 
 mod housekeeping;
 mod notice;
+mod proof;
 mod recovery;
 mod reexec;
 
@@ -35,6 +36,7 @@ use std::time::Duration;
 use kojibox_home::endpoint::{self, Endpoint};
 use kojibox_home::task::blocking;
 use kojibox_home::{Home, LockName, Settings};
+use kojibox_manifests::event::Event;
 use kojibox_manifests::model::ServiceStatus;
 use kojibox_proc::Watchdog;
 use kojibox_secrets::{SecretStore, SecretValue, Vault};
@@ -47,6 +49,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState, hub::EventHub};
 use crate::error::{Error, Result};
 pub use notice::{Notice, Notices};
+pub use proof::{guard as prove_self_update, undone_note as self_update_undone};
 
 /// How long in-flight requests may take to finish once the daemon stops (a client that keeps
 /// its connection open is not waited for longer).
@@ -136,6 +139,10 @@ impl Daemon {
         for note in blocking(move || recovery::recover(&h)).await? {
             notices(Notice::Note(note));
         }
+        let h = home.clone();
+        if let Some(note) = blocking(move || Ok::<_, Error>(proof::undone_note(&h))).await? {
+            notices(Notice::Note(note));
+        }
         // A typo in settings.json (`updateSoruce`) is ignored, but said at every start.
         let h = home.clone();
         for warning in blocking(move || Ok::<_, Error>(Settings::warnings(&h))).await? {
@@ -192,6 +199,7 @@ impl Daemon {
             .map_err(Error::io("listen on", &listen))?;
         let token = endpoint::new_token()?;
         let restart = CancellationToken::new();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = Arc::new(AppState {
             home: home.clone(),
             supervisor: Arc::clone(&supervisor),
@@ -202,6 +210,7 @@ impl Daemon {
             sessions: api::sessions::Sessions::default(),
             port: addr.port(),
             restart: restart.clone(),
+            stopping: Arc::clone(&stopping),
             tasks: tasks.clone(),
         });
         let closing = CancellationToken::new();
@@ -233,6 +242,8 @@ impl Daemon {
             home,
             up: options.up,
             supervisor,
+            events,
+            stopping,
             watchdog,
             hub,
             notices,
@@ -293,6 +304,9 @@ struct Run {
     home: Home,
     up: bool,
     supervisor: Arc<Supervisor>,
+    events: broadcast::Sender<Event>,
+    /// Set once the daemon begins to stop (an update still downloading gives up).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     watchdog: Option<Arc<Watchdog>>,
     hub: Arc<EventHub>,
     notices: Notices,
@@ -312,9 +326,13 @@ impl Run {
         let supervisor = &self.supervisor;
         let housekeeping = CancellationToken::new();
         self.tasks.spawn(housekeeping::run(
-            self.home.clone(),
-            self.watchdog.clone(),
-            Arc::clone(notices),
+            housekeeping::Housekeeping {
+                home: self.home.clone(),
+                supervisor: Arc::clone(supervisor),
+                watchdog: self.watchdog.clone(),
+                events: self.events.clone(),
+                notices: Arc::clone(notices),
+            },
             housekeeping.clone(),
         ));
         if self.up {
@@ -373,6 +391,8 @@ impl Run {
             }
         }
         notices(Notice::Stopping);
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         supervisor.shutdown().await;
         // Not restarted from now on: the watchdog is told it may end.
         housekeeping.cancel();
@@ -395,7 +415,18 @@ impl Run {
         }
         self.narrating.cancel();
         self.tasks.close();
-        let _ = tokio::time::timeout(TASK_GRACE, self.tasks.wait()).await;
+        if tokio::time::timeout(TASK_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            // Work still runs (a download on a blocking thread): the home stays this process's
+            // until it exits, so no second daemon starts beside it.
+            notices(Notice::Note(format!(
+                "some work did not finish within {} s; the home stays locked until this process exits",
+                TASK_GRACE.as_secs()
+            )));
+            std::mem::forget(self._lock);
+        }
         notices(Notice::Stopped);
         Ok(Exit {
             restart: restarting,
@@ -431,6 +462,17 @@ pub fn serve(home: &Home, options: DaemonOptions, notices: Notices) -> Result<()
     drop(runtime);
     if exit.restart {
         notices(Notice::Restarting { exe: exe.clone() });
+        // A guard from this (known-good) image: the new kojibox must serve and bring the
+        // services back within a deadline, or the previous one comes back.
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        if home.previous_exe().exists()
+            && let Err(e) = proof::arm(home, &exe, &args)
+        {
+            notices(Notice::Note(format!(
+                "the self-update cannot be guarded ({e}): if the new kojibox fails, put the \
+                 previous one back with `kojibox update rollback`"
+            )));
+        }
         let failed = reexec::reexec(&exe, passphrase.as_ref());
         // Not restarted: a later start must not start what ran before on its own.
         let _ = std::fs::remove_file(home.resume_file());

@@ -22,6 +22,7 @@ mod events;
 mod flood;
 mod http;
 mod memory;
+mod reload;
 mod secrets;
 mod security;
 mod strict;

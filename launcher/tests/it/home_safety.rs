@@ -11,7 +11,7 @@ use std::time::Duration;
 use kojibox_manifests::model::ServiceStatus;
 use serde_json::json;
 
-use crate::api::{Api, eventually, signal};
+use crate::api::{Api, eventually};
 use crate::support::{Env, Fixture, UpDaemon, host, mode_of, set_mode, text};
 
 /// `kojibox --home H ARGS` under `umask MASK` (through `sh`, which sets it and execs kojibox).

@@ -564,6 +564,23 @@ fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
             .unwrap()
             .contains("kojibox was updated: restarting as")
     );
+    // The guard saw it serve and run app again, and left it alone.
+    let proven =
+        format!("self-update proven: kojibox (pid {pid}) serves and runs 1 service(s) again");
+    assert!(
+        eventually(WAIT, || std::fs::read_to_string(
+            api.env.root().join("daemon.log")
+        )
+        .unwrap()
+        .contains(&proven)),
+        "{}",
+        std::fs::read_to_string(api.env.root().join("daemon.log")).unwrap()
+    );
+    assert!(
+        !api.env
+            .at("app/state/update/self-update-failed.json")
+            .exists()
+    );
 
     // Rollback puts the previous kojibox back too, and the daemon restarts on it.
     let original = std::fs::read(env!("CARGO_BIN_EXE_kojibox")).unwrap();
@@ -750,4 +767,130 @@ fn rollback_after_a_failed_update_goes_back_to_the_version_before_the_last_good_
         "{:?}",
         runs(&api)
     );
+}
+
+#[test]
+fn an_update_supervises_the_services_it_adds_and_drops_and_a_failed_one_brings_them_back() {
+    let mut api = home();
+    api.serve(&[]);
+    for id in ["worker", "app"] {
+        api.rpc("services.start", json!({"id": id}));
+        api.wait_for(id, ServiceStatus::Running);
+    }
+    let ids = |api: &Api| {
+        let mut ids: Vec<String> = api.list().into_iter().map(|s| s.id).collect();
+        ids.sort();
+        ids
+    };
+    let web = fixtures(api.web_port).remove(0);
+    let extra = Fixture::new("extra", "exec sleep 300");
+    // 1.1.0 drops worker and adds extra, but its app does not start: rolled back, and worker,
+    // which the update had stopped, runs again.
+    let broken = api.env.fixture_bundle(
+        "b1.1.0",
+        "1.1.0",
+        "1.1",
+        &host(),
+        &[web.clone(), app("1.1", true), extra.clone()],
+    );
+    publish(&api, &broken, false);
+    let answer = apply(&api, "1.1.0");
+    assert_eq!(code(&answer), "UPDATE_FAILED", "{answer}");
+    assert_eq!(ids(&api), ["app", "web", "worker"]);
+    api.wait_for("worker", ServiceStatus::Running);
+    api.wait_for("app", ServiceStatus::Running);
+    // 1.2.0 does the same and works: extra is supervised, worker stopped and dropped, at once.
+    let worker = api.processes("worker");
+    let good = api.env.fixture_bundle(
+        "b1.2.0",
+        "1.2.0",
+        "1.2",
+        &host(),
+        &[web, app("1.2", false), extra],
+    );
+    publish(&api, &good, false);
+    assert_eq!(apply(&api, "1.2.0")["result"], "ok", "{}", api.stderr());
+    assert_eq!(ids(&api), ["app", "extra", "web"]);
+    assert_eq!(api.state("extra").state, ServiceStatus::Stopped);
+    assert!(
+        worker.iter().all(|pid| !kojibox_proc::is_alive(*pid)),
+        "the dropped worker still runs: {worker:?}"
+    );
+    api.rpc("services.start", json!({"id": "extra"}));
+    api.wait_for("extra", ServiceStatus::Running);
+}
+
+/// A self-update whose kojibox runs `--version` but cannot serve: the guard the daemon left
+/// puts the previous kojibox back and starts it, the services that ran come back, and the next
+/// `kojibox update` says what happened.
+#[test]
+fn a_self_update_that_does_not_prove_itself_is_undone_and_the_previous_kojibox_serves_again() {
+    let mut api = home();
+    let exe = api.env.root().join("bin/kojibox");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_kojibox"), &exe).unwrap();
+    let original = std::fs::read(&exe).unwrap();
+    let log = std::fs::File::create(api.env.root().join("daemon.log")).unwrap();
+    let mut daemon = std::process::Command::new(&exe)
+        .arg("--home")
+        .arg(api.env.home_dir())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("KOJIBOX_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(eventually(WAIT, || api.endpoint().is_some()));
+    api.attach();
+    let pid = api.pid;
+    api.rpc("services.start", json!({"id": "app"}));
+    api.wait_for("app", ServiceStatus::Running);
+
+    // Passes the installer's `--version` check, then fails to serve.
+    let broken = b"#!/bin/sh\ncase \"$*\" in *--version*) echo 'kojibox 1.1.0'; exit 0;; esac\n\
+        echo 'cannot serve' >&2; exit 3\n"
+        .to_vec();
+    let mut all = fixtures(api.web_port);
+    all.push(app("1.0", false));
+    all.push(Fixture::file("kojibox", broken.clone()));
+    let v110 = api
+        .env
+        .fixture_bundle("self-broken", "1.1.0", "1.0", &host(), &all);
+    publish(&api, &v110, false);
+    assert_eq!(apply(&api, "1.1.0")["result"], "ok", "{}", api.stderr());
+    // The old daemon execs the broken kojibox, which exits.
+    let exited = daemon.wait().unwrap();
+    assert_eq!(exited.code(), Some(3));
+    let log_file = api.env.root().join("daemon.log");
+    let daemon_log = || std::fs::read_to_string(&log_file).unwrap();
+    // Back within seconds: the previous executable in place, a new daemon serving, app running.
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            api.endpoint().is_some_and(|(_, p)| p != pid)
+                && std::fs::read(&exe).unwrap() == original
+        }),
+        "{}",
+        daemon_log()
+    );
+    api.attach();
+    let restored = api.pid;
+    api.wait_for("app", ServiceStatus::Running);
+    let running = std::fs::read_link(format!("/proc/{restored}/exe")).unwrap();
+    assert_eq!(running, exe);
+    let said = daemon_log();
+    assert!(
+        said.contains(&format!(
+            "self-update failed: the new kojibox (pid {pid}) exited; putting the previous kojibox back"
+        )),
+        "{said}"
+    );
+    let out = api.env.kojibox(&["update", "check"], None);
+    assert!(
+        stderr(&out).contains("note: the last self-update did not prove itself and was undone")
+            && stderr(&out).contains(&format!("the new kojibox (pid {pid}) exited")),
+        "{}",
+        stderr(&out)
+    );
+    signal(restored, Signal::TERM);
 }

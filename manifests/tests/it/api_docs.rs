@@ -54,7 +54,8 @@ The answer is one of
 
 A request that parsed answers HTTP 200 whatever the outcome: read the envelope, not the status.
 A body that is not a JSON object with a string `method` (or has other top-level keys), or params
-that do not fit the method, answer 400 `VALIDATION_FAILED` (`detail` names the offending field);
+that do not fit the method, answer 400 `VALIDATION_FAILED` (`detail` names the offending field
+and says in words what was expected, e.g. `an object {"id": string}`);
 an unknown method answers 404 `METHOD_NOT_FOUND`. Unknown keys in params are refused, except
 where the params are a whole model (`config.setApp`, for one), whose unknown keys are ignored:
 each method below says which. `config.setService` and `config.setProject` also take
@@ -603,7 +604,9 @@ fn render_errors(out: &mut String, src: &Sources) {
     out.push_str("### `ErrorCode`\n\n");
     paragraph(out, &description(&defs["ErrorCode"]));
     out.push_str(
-        "`retryable` is set per error; the column gives the default for the code.\n\n\
+        "`retryable` is set per error; the column gives the default for the code. A stored file\n\
+         that is corrupt is never retryable, whatever its code: asking again gives the same answer\n\
+         until someone fixes the file.\n\n\
          | Code | Retryable by default | Description |\n|---|---|---|\n",
     );
     for code in ErrorCode::ALL {

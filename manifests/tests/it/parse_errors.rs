@@ -196,3 +196,32 @@ fn a_bad_secrets_set_never_echoes_a_value() {
         assert!(err.to_string().contains("secrets.set"), "{err}");
     }
 }
+
+/// Issue 14, item 9: params that do not fit say, in the wire's words, what was expected; no
+/// Rust type name (`struct IdParams with 1 element`) reaches the message.
+#[test]
+fn params_of_the_wrong_shape_say_what_was_expected_in_words() {
+    let err = Request::from_slice(br#"{"method": "services.start", "params": []}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"invalid params for services.start: params must be an object: an object {"id": string}, not an array"#
+    );
+    let err = Request::from_slice(br#"{"method": "services.logs", "params": "web"}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"invalid params for services.logs: params must be an object: an object {"id": string, "tail"?: integer}, not a string"#
+    );
+    // An array of the right length is refused too (serde would match fields by position).
+    let err =
+        Request::from_slice(br#"{"method": "services.start", "params": ["web"]}"#).unwrap_err();
+    assert!(err.to_string().contains("not an array"), "{err}");
+    let err =
+        Request::from_slice(br#"{"method": "proxy.apply", "params": {"rules": ["my-app.test"]}}"#)
+            .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(
+        text,
+        r#"invalid params for proxy.apply: field `rules[0]`: invalid type: string "my-app.test", expected an object {"host": string, "path": string, "target": string, "tls": boolean}"#
+    );
+    assert!(!text.contains("struct"), "{text}");
+}

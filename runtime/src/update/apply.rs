@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kojibox_home::fault;
 use kojibox_home::task::blocking;
@@ -11,7 +12,7 @@ use kojibox_home::{Home, LockName};
 use kojibox_manifests::event::Event;
 use kojibox_manifests::model::{RuntimeManifest, UpdateChannel};
 
-use super::download::download;
+use super::download::download_until;
 use super::plan::{PlanKind, UpdatePlan, plan};
 use super::progress::{Emit, phase};
 use super::self_replace::replace_self;
@@ -36,6 +37,20 @@ pub async fn apply(
     services: &impl Services,
     emit: &Emit,
 ) -> Result<Applied> {
+    apply_until(home, channel, version, services, emit, Arc::default()).await
+}
+
+/// [`apply`], whose download stops once `cancelled` is set (the daemon received SIGTERM): an
+/// update that has not switched yet is given up, its partial download kept. Once the bundle is
+/// downloaded the update goes to its end (its later steps are bounded).
+pub async fn apply_until(
+    home: &Home,
+    channel: UpdateChannel,
+    version: &str,
+    services: &impl Services,
+    emit: &Emit,
+    cancelled: Arc<AtomicBool>,
+) -> Result<Applied> {
     let _lock = home.lock(LockName::Update)?;
     phase(emit, "check", 0);
     let (h, v) = (home.clone(), version.to_owned());
@@ -50,7 +65,7 @@ pub async fn apply(
         phase(emit, "done", 100);
         return Ok(Applied { self_updated });
     }
-    let bundle = fetch(home, &plan, emit).await?;
+    let bundle = fetch(home, &plan, emit, cancelled).await?;
     phase(emit, "verify", 50);
     let (journal, old) = switch(home, &plan, &bundle, emit).await?;
     let h = home.clone();
@@ -69,7 +84,12 @@ pub async fn apply(
 }
 
 /// Downloads the bundle (5 to 50 percent), checking it against the signed index.
-async fn fetch(home: &Home, plan: &UpdatePlan, emit: &Emit) -> Result<PathBuf> {
+async fn fetch(
+    home: &Home,
+    plan: &UpdatePlan,
+    emit: &Emit,
+    cancelled: Arc<AtomicBool>,
+) -> Result<PathBuf> {
     phase(emit, "download", 5);
     let (h, source, index, e) = (
         home.clone(),
@@ -79,12 +99,15 @@ async fn fetch(home: &Home, plan: &UpdatePlan, emit: &Emit) -> Result<PathBuf> {
     );
     blocking(move || {
         let mut last = 5;
-        download(&h, &source, &index, &mut |have, total| {
+        let mut progress = |have: u64, total: u64| {
             let percent = 5 + (45 * have / total.max(1)).min(45) as u8;
             if percent != last {
                 last = percent;
                 phase(&e, "download", percent);
             }
+        };
+        download_until(&h, &source, &index, &mut progress, &|| {
+            cancelled.load(Ordering::SeqCst)
         })
     })
     .await
@@ -131,8 +154,10 @@ async fn switch(
     Ok((journal, old))
 }
 
-/// Restarts the services whose version changed and that were running, and waits until they
-/// are healthy (75 to 90 percent). `Err` says why the update does not count as good.
+/// Supervises the services the new version adds and stops those it drops, restarts the
+/// services whose version changed and that were running, and waits until they are healthy (75
+/// to 90 percent). `Err` says why the update does not count as good. `restarted` gets every
+/// service that must run again if the update is rolled back.
 async fn prove(
     plan: &UpdatePlan,
     old: &RuntimeManifest,
@@ -151,10 +176,22 @@ async fn prove(
     if !services.present() {
         return Ok(());
     }
-    match restart(services, &changed_services(old, new), restarted).await {
+    // Dropped services that ran come back on a rollback.
+    let dropped = services
+        .reload()
+        .await
+        .map_err(|e| format!("the services of {} cannot be supervised: {e}", plan.to))?;
+    restarted.extend(dropped.iter().cloned());
+    let changed = changed_services(old, new);
+    match restart(services, &changed, restarted).await {
         Ok(()) => {
             phase(emit, "health", 90);
-            healthy(services, restarted).await
+            let running: Vec<String> = restarted
+                .iter()
+                .filter(|id| !dropped.contains(id))
+                .cloned()
+                .collect();
+            healthy(services, &running).await
         }
         Err(e) => Err(e.to_string()),
     }
@@ -182,7 +219,19 @@ async fn roll_back(
             ),
         };
     }
-    // Every service restarted on the new version (even if another then failed) goes back.
+    // The old version's services are supervised again (a dropped one comes back), then every
+    // service restarted on the new version (even if another then failed) goes back.
+    if let Err(e) = services.reload().await {
+        journal::abandon(home);
+        phase(emit, "failed", 100);
+        return Error::UpdateFailed {
+            detail: format!(
+                "{why}; rolled back to {}, but its services cannot be supervised again: {e} \
+                 (restart the daemon)",
+                plan.from
+            ),
+        };
+    }
     let back = if restarted.is_empty() {
         Ok(())
     } else {

@@ -3,7 +3,6 @@
 
 use std::io::Read;
 use std::str::FromStr;
-use std::time::Duration;
 
 use kojibox_home::Home;
 use kojibox_home::fs::read_json;
@@ -13,6 +12,7 @@ use kojibox_manifests::channel::{ChannelIndex, MAX_CHANNEL_FILE, SignedChannel};
 use kojibox_manifests::event::{Event, UpdateAvailable};
 use kojibox_manifests::model::{RuntimeManifest, UpdateChannel};
 
+use super::http::{self, Bounds};
 use super::progress::Emit;
 use super::source::{Source, source};
 use crate::error::{Error, Result};
@@ -44,6 +44,11 @@ pub fn check(home: &Home, channel: UpdateChannel) -> Result<Offer> {
     let source = source(home)?;
     let rel = format!("channels/{channel}.json");
     let bytes = fetch_small(&source, &rel, MAX_CHANNEL_FILE)?;
+    if bytes.is_empty() {
+        return Err(Error::UpdateFailed {
+            detail: format!("{source}/{rel} is empty: not a channel index"),
+        });
+    }
     let file: SignedChannel =
         kojibox_manifests::from_json_slice(&bytes).map_err(|e| Error::UpdateFailed {
             detail: format!("{source}/{rel} is not a channel index: {e}"),
@@ -103,7 +108,8 @@ pub fn check(home: &Home, channel: UpdateChannel) -> Result<Offer> {
     })
 }
 
-/// Reads a small file of the repository, refusing more than `cap` bytes.
+/// Reads a small file of the repository, refusing more than `cap` bytes; over HTTP, the whole
+/// fetch has [`CHANNEL_DEADLINE`](super::http::CHANNEL_DEADLINE).
 fn fetch_small(source: &Source, rel: &str, cap: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let too_big = || Error::UpdateFailed {
@@ -128,41 +134,15 @@ fn fetch_small(source: &Source, rel: &str, cap: u64) -> Result<Vec<u8>> {
                 .map_err(Error::io("read", &path))?;
         }
         Source::Http(base) => {
-            let url = format!("{base}/{rel}");
-            let response = http()?
-                .get(&url)
-                .send()
-                .and_then(reqwest::blocking::Response::error_for_status)
-                .map_err(|e| Error::UpdateFailed {
-                    detail: format!("could not fetch {url}: {e}"),
-                })?;
-            if response.content_length().is_some_and(|n| n > cap) {
-                return Err(too_big());
-            }
-            response
-                .take(cap + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::UpdateFailed {
-                    detail: format!("could not fetch {url}: {e}"),
-                })?;
+            let url = Source::url(base, rel)?;
+            out = http::get(&url, 0, Bounds::Total(http::CHANNEL_DEADLINE))?
+                .read_to_end(cap, too_big)?;
         }
     }
     if out.len() as u64 > cap {
         return Err(too_big());
     }
     Ok(out)
-}
-
-pub(crate) fn http() -> Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        // A repository is static files: a redirect is not followed anywhere else.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::UpdateFailed {
-            detail: format!("could not start the HTTP client: {e}"),
-        })
 }
 
 /// `updater.check`, announcing `update:available` when there is one.

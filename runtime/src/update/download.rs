@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use kojibox_home::Home;
 use kojibox_manifests::channel::ChannelIndex;
 
+use super::http::{self, Bounds};
 use super::source::Source;
 use crate::error::{Error, Result};
 
@@ -18,6 +19,18 @@ pub fn download(
     source: &Source,
     index: &ChannelIndex,
     progress: &mut dyn FnMut(u64, u64),
+) -> Result<PathBuf> {
+    download_until(home, source, index, progress, &|| false)
+}
+
+/// [`download`], stopping between two reads once `cancelled` says so (the daemon is stopping):
+/// what came down so far stays in the `.part` file, and the next download resumes from it.
+pub fn download_until(
+    home: &Home,
+    source: &Source,
+    index: &ChannelIndex,
+    progress: &mut dyn FnMut(u64, u64),
+    cancelled: &dyn Fn() -> bool,
 ) -> Result<PathBuf> {
     let invalid = |why: String| Error::UpdateSignatureInvalid {
         detail: format!(
@@ -56,7 +69,7 @@ pub fn download(
     file.set_len(offset).map_err(Error::io("write", &part))?;
     file.seek(std::io::SeekFrom::Start(offset))
         .map_err(Error::io("write", &part))?;
-    let mut reader: Box<dyn Read> = match source {
+    let mut reader = match source {
         Source::Folder(repo) => {
             let path = repo.join(&index.bundle);
             let mut f = std::fs::File::open(&path).map_err(|e| Error::UpdateFailed {
@@ -64,20 +77,18 @@ pub fn download(
             })?;
             f.seek(std::io::SeekFrom::Start(offset))
                 .map_err(Error::io("read", &path))?;
-            Box::new(f)
+            Reader::Folder(f, path)
         }
         Source::Http(base) => {
-            let url = format!("{base}/{}", index.bundle);
-            let mut request = super::channel::http()?.get(&url);
-            if offset > 0 {
-                request = request.header("Range", format!("bytes={offset}-"));
-            }
-            let response = request
-                .send()
-                .and_then(reqwest::blocking::Response::error_for_status)
-                .map_err(|e| Error::UpdateFailed {
-                    detail: format!("could not fetch {url}: {e}"),
-                })?;
+            let url = Source::url(base, &index.bundle)?;
+            let mut fetch = http::get(
+                &url,
+                offset,
+                Bounds::Download {
+                    expected: index.size - offset,
+                },
+            )?;
+            let response = fetch.response();
             let resumed = response.status() == reqwest::StatusCode::PARTIAL_CONTENT
                 && response
                     .headers()
@@ -85,24 +96,23 @@ pub fn download(
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
             if offset > 0 && !resumed {
-                // The server ignored the range: start over.
+                // The server ignored the range and sends the whole: start over with it.
                 offset = 0;
+                fetch.expect(index.size);
                 file.set_len(0).map_err(Error::io("write", &part))?;
                 file.seek(std::io::SeekFrom::Start(0))
                     .map_err(Error::io("write", &part))?;
             }
-            Box::new(response)
+            Reader::Http(Box::new(fetch))
         }
     };
     let mut buf = vec![0u8; 1 << 20];
     let mut have = offset;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| Error::UpdateFailed {
-            detail: format!(
-                "downloading {} stopped at {have} bytes ({e}); run the update again to resume",
-                index.bundle
-            ),
-        })?;
+        let n = match &mut reader {
+            Reader::Folder(f, path) => f.read(&mut buf).map_err(Error::io("read", path.clone()))?,
+            Reader::Http(fetch) => fetch.read(&mut buf)?,
+        };
         if n == 0 {
             break;
         }
@@ -118,10 +128,28 @@ pub fn download(
         file.write_all(&buf[..n])
             .map_err(Error::io("write", &part))?;
         progress(have, index.size);
+        if cancelled() {
+            file.sync_all().map_err(Error::io("sync", &part))?;
+            return Err(Error::UpdateFailed {
+                detail: format!(
+                    "the update to {} was cancelled: kojibox is stopping; the {have} of {} bytes \
+                     downloaded are kept, and the next `kojibox update apply` resumes from them",
+                    index.version, index.size
+                ),
+            });
+        }
     }
     file.sync_all().map_err(Error::io("sync", &part))?;
     drop(file);
     finish(&part, &done, index).map_err(invalid)
+}
+
+/// Where the bundle's bytes come from.
+enum Reader {
+    /// A repository folder's file (and its path, for messages).
+    Folder(std::fs::File, PathBuf),
+    /// An HTTP answer, read under the download's bounds.
+    Http(Box<http::Fetch>),
 }
 
 /// Checks a complete download against the signed index and gives it its final name; a

@@ -53,6 +53,9 @@ pub async fn rollback(home: &Home, services: &impl Services, emit: &Emit) -> Res
     .await?;
     if services.present() {
         let mut ids = Vec::new();
+        // Services only the newer version had are stopped and dropped; those only the older one
+        // has are supervised again (stopped).
+        services.reload().await?;
         restart(services, &changed_services(&current, &previous), &mut ids).await?;
         healthy(services, &ids)
             .await

@@ -59,3 +59,26 @@ pub fn restore_previous(home: &Home) -> Result<bool> {
     let _ = std::fs::remove_file(&keep);
     Ok(true)
 }
+
+/// Puts the previous executable (`app/state/update/kojibox.prev`) back at `target` (the path
+/// the daemon ran from), for a guard that is not itself that executable. Atomic: a copy beside
+/// `target`, made executable, renamed over it.
+pub fn restore_previous_to(home: &Home, target: &std::path::Path) -> Result<()> {
+    let keep = home.previous_exe();
+    let bytes = std::fs::read(&keep).map_err(Error::io("read", &keep))?;
+    let dir = target.parent().unwrap_or(std::path::Path::new("."));
+    let temp = dir.join(format!(".kojibox-restore-{}.tmp", std::process::id()));
+    std::fs::write(&temp, &bytes).map_err(Error::io("write", &temp))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))
+            .map_err(Error::io("make executable", &temp))?;
+    }
+    std::fs::rename(&temp, target).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        Error::io("put back the executable", target)(e)
+    })?;
+    let _ = std::fs::remove_file(&keep);
+    Ok(())
+}

@@ -37,6 +37,11 @@ pub trait Services: Send + Sync {
         id: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<ServiceState>> + Send;
+
+    /// The installed manifest was switched: supervise the services it adds (stopped), stop and
+    /// drop those it no longer has. Answers the dropped services that were running or starting
+    /// (a rollback starts them again).
+    fn reload(&self) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
 
 /// No daemon runs: the home is updated directly, and nothing is restarted.
@@ -62,6 +67,10 @@ impl Services for NoServices {
 
     async fn settled(&self, id: &str, _timeout: Duration) -> Result<ServiceState> {
         Err(no_daemon(id))
+    }
+
+    async fn reload(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }
 
