@@ -1,7 +1,7 @@
 //! Writing a bundle in one pass over the input files.
 //!
 //! [`build`] streams every payload file through a sha256 hasher into a tar stream that zstd
-//! compresses on worker threads ([`mod@stream`]), straight into `<out>.partial`, after a gap
+//! compresses on worker threads (the `stream` module), straight into `<out>.partial`, after a gap
 //! left for the index frame. The gap's size is known before a byte is packed: the index lists
 //! what is packed, and only its hashes (fixed-length hex) and the frame's byte count are unknown
 //! until the end, so an index with placeholder hashes and a count the frame cannot reach (twice

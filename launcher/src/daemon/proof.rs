@@ -42,7 +42,7 @@ pub(crate) fn undone(home: &Home) -> Option<Undone> {
     kojibox_home::fs::read_json(&record(home)).ok().flatten()
 }
 
-/// A note for the user about [`undone`], if there is one.
+/// A note for the user about the last self-update that was undone, if there is one.
 pub fn undone_note(home: &Home) -> Option<String> {
     undone(home).map(|u| {
         format!(
