@@ -90,28 +90,8 @@ fn a_failed_write_names_the_real_file_once() {
 /// what happened, not a second one calling the installed version unchanged.
 #[test]
 fn an_interrupted_update_is_one_note() {
-    let env = Env::new();
-    let v1 = env.bundle("v1", &Spec::demo("1.0.0", "1.0"));
-    env.install(&v1, Some(1)).unwrap();
-    let v2 = env.bundle("v2", &Spec::demo("1.1.0", "1.1"));
-    let repo = env.root().join("repo");
-    bundler::publish::publish(
-        &bundler::publish::Publish {
-            bundle: &v2,
-            repo: &repo,
-            channel: "stable",
-            expires_in: 3600,
-            force: false,
-        },
-        &key(1),
-    )
-    .unwrap();
-    std::fs::create_dir_all(env.at("app/config")).unwrap();
-    std::fs::write(
-        env.at("app/config/settings.json"),
-        json!({ "updateSource": repo }).to_string(),
-    )
-    .unwrap();
+    let (env, repo) = crate::update_errors::setup(0);
+    crate::update_errors::set_source(&env, repo.to_str().unwrap());
     let out = env.kojibox(&["update", "apply"], Some("install:after-switch"));
     assert!(!out.status.success(), "{}", text(&out));
     let out = env.kojibox(&["verify"], None);

@@ -489,17 +489,15 @@ fn a_daemon_killed_after_the_switch_comes_back_on_the_previous_version() {
     signal(api.pid, Signal::TERM);
 }
 
-/// A bundle carrying kojibox for this machine replaces the running executable once everything
-/// else is good; the daemon restarts itself on it (same pid, new token) and starts again what
-/// ran. kojibox runs from a copy here, so the test's own binary is never replaced.
-#[test]
-fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
-    let mut api = home();
+/// Copies the kojibox under test to `<root>/bin/kojibox` (so a self-update never replaces the
+/// test's own binary) and serves the home with the copy, its output in `<root>/daemon.log`;
+/// attaches `api` to it. Returns the copy's path and the daemon.
+fn serve_from_a_copy(api: &mut Api) -> (PathBuf, std::process::Child) {
     let exe = api.env.root().join("bin/kojibox");
     std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_kojibox"), &exe).unwrap();
     let log = std::fs::File::create(api.env.root().join("daemon.log")).unwrap();
-    let mut daemon = std::process::Command::new(&exe)
+    let daemon = std::process::Command::new(&exe)
         .arg("--home")
         .arg(api.env.home_dir())
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -511,6 +509,16 @@ fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
         .unwrap();
     assert!(eventually(WAIT, || api.endpoint().is_some()));
     api.attach();
+    (exe, daemon)
+}
+
+/// A bundle carrying kojibox for this machine replaces the running executable once everything
+/// else is good; the daemon restarts itself on it (same pid, new token) and starts again what
+/// ran. kojibox runs from a copy here, so the test's own binary is never replaced.
+#[test]
+fn an_update_carrying_kojibox_replaces_it_and_the_daemon_comes_back_on_it() {
+    let mut api = home();
+    let (exe, mut daemon) = serve_from_a_copy(&mut api);
     let (pid, token) = (api.pid, api.token.clone());
     assert_eq!(pid, daemon.id());
     api.rpc("services.start", json!({"id": "app"}));
@@ -826,23 +834,8 @@ fn an_update_supervises_the_services_it_adds_and_drops_and_a_failed_one_brings_t
 #[test]
 fn a_self_update_that_does_not_prove_itself_is_undone_and_the_previous_kojibox_serves_again() {
     let mut api = home();
-    let exe = api.env.root().join("bin/kojibox");
-    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_kojibox"), &exe).unwrap();
+    let (exe, mut daemon) = serve_from_a_copy(&mut api);
     let original = std::fs::read(&exe).unwrap();
-    let log = std::fs::File::create(api.env.root().join("daemon.log")).unwrap();
-    let mut daemon = std::process::Command::new(&exe)
-        .arg("--home")
-        .arg(api.env.home_dir())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("KOJIBOX_HOME")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    assert!(eventually(WAIT, || api.endpoint().is_some()));
-    api.attach();
     let pid = api.pid;
     api.rpc("services.start", json!({"id": "app"}));
     api.wait_for("app", ServiceStatus::Running);

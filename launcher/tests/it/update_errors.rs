@@ -17,7 +17,7 @@ use crate::support::{Env, Spec, key, stderr, text};
 
 /// A home with bundle 1.0.0 installed (key 1 pinned) and `repo/` holding 1.1.0 (a `mib` MiB
 /// payload bigger) on the stable channel.
-fn setup(mib: usize) -> (Env, PathBuf) {
+pub(crate) fn setup(mib: usize) -> (Env, PathBuf) {
     let env = Env::new();
     let v1 = env.bundle("v1", &Spec::demo("1.0.0", "1.0"));
     env.install(&v1, Some(1)).unwrap();
@@ -37,7 +37,7 @@ fn setup(mib: usize) -> (Env, PathBuf) {
     (env, repo)
 }
 
-fn set_source(env: &Env, source: &str) {
+pub(crate) fn set_source(env: &Env, source: &str) {
     std::fs::create_dir_all(env.at("app/config")).unwrap();
     std::fs::write(
         env.at("app/config/settings.json"),
