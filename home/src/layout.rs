@@ -297,6 +297,11 @@ impl Home {
         self.state().join("update/kojibox.prev")
     }
 
+    /// `app/state/update/self-update-failed.json`: why the last self-update was undone.
+    pub fn self_update_failed(&self) -> PathBuf {
+        self.state().join("update/self-update-failed.json")
+    }
+
     /// `app/state/api.json`: where the running daemon listens, and its pid.
     pub fn endpoint_file(&self) -> PathBuf {
         self.state().join("api.json")

@@ -8,7 +8,7 @@
 //! so the services come back on it, and records why in `app/state/update/self-update-failed.json`,
 //! which the next daemon start and every `kojibox update` report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kojibox_home::Home;
@@ -32,14 +32,11 @@ pub(crate) struct Undone {
     pub why: String,
 }
 
-fn record(home: &Home) -> PathBuf {
-    home.previous_exe()
-        .with_file_name("self-update-failed.json")
-}
-
 /// The last self-update that was undone, if any (until an update replaces kojibox again).
 pub(crate) fn undone(home: &Home) -> Option<Undone> {
-    kojibox_home::fs::read_json(&record(home)).ok().flatten()
+    kojibox_home::fs::read_json(&home.self_update_failed())
+        .ok()
+        .flatten()
 }
 
 /// A note for the user about the last self-update that was undone, if there is one.
@@ -55,7 +52,7 @@ pub fn undone_note(home: &Home) -> Option<String> {
 
 /// Forgets an earlier failure (a new self-update is under way).
 pub(crate) fn forget(home: &Home) {
-    let _ = std::fs::remove_file(record(home));
+    let _ = std::fs::remove_file(home.self_update_failed());
 }
 
 /// Starts the guard for this process (about to execute `exe` with `args`), expecting the
@@ -187,7 +184,7 @@ fn undo(
     kojibox_runtime::update::restore_previous_to(home, exe)?;
     kojibox_home::fs::write_json(
         home,
-        &record(home),
+        &home.self_update_failed(),
         &Undone {
             at: kojibox_home::clock::now(),
             why: why.to_owned(),
