@@ -25,7 +25,7 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::ApiError;
-use crate::model::{LogLevel, ProxyRule, SecretScope};
+use crate::model::{LogEntry, LogLevel, ProxyRule, SecretScope};
 
 /// An API method: its wire name, params and result types.
 pub trait Method {
@@ -76,8 +76,8 @@ macro_rules! for_each_method {
             (UpdaterCheck, "updater.check", $crate::api::Empty, $crate::api::UpdateCheck, "Looks for an update on the configured channel."),
             (UpdaterApply, "updater.apply", $crate::api::VersionParams, $crate::api::Ack, "Applies an update; answers when it is done."),
             (UpdaterRollback, "updater.rollback", $crate::api::Empty, $crate::api::Ack, "Goes back to the version before the last update (an addition)."),
-            (LogsQuery, "logs.query", $crate::api::LogFilter, ::std::vec::Vec<$crate::model::LogEntry>, "Log entries matching a filter."),
-            (LogsExport, "logs.export", $crate::api::LogFilter, ::std::string::String, "Writes matching entries to a file; answers its home-relative path."),
+            (LogsQuery, "logs.query", $crate::api::LogFilter, ::std::vec::Vec<$crate::api::LogHit>, "Log entries matching a filter: the newest `limit` (default 100, at most 10 000), oldest first, several services merged by time. Addition: each entry has a `cursor`; `before` pages back from one."),
+            (LogsExport, "logs.export", $crate::api::LogFilter, ::std::string::String, "Writes matching entries to a file under `app/logs/exports/` (0600; without `limit`, every match); answers its home-relative path. Addition: `format` `jsonl` writes JSON lines."),
             (DiagnosticsCreate, "diagnostics.create", $crate::api::Empty, $crate::model::DiagnosticsBundle, "Builds a diagnostics archive."),
             (MetricsSnapshot, "metrics.snapshot", $crate::api::Empty, $crate::model::MetricsSnapshot, "Current resource use."),
         }
@@ -583,28 +583,83 @@ pub struct VersionParams {
     pub version: String,
 }
 
-/// A log filter, for `logs.query` and `logs.export`. Every field is optional.
+/// A log filter, for `logs.query` and `logs.export`. Every field is optional; an unknown key is
+/// refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogFilter {
-    /// Only this service's entries.
+    /// Only this service's entries (addition: or these services', as a list; `kojibox` is the
+    /// daemon's own log). Absent: every service, merged by time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<OneOrMany>,
     /// Only entries at this level or above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<LogLevel>,
-    /// At most this many of the newest entries.
+    /// At most this many of the newest entries (1 to 10 000; default 100 for `logs.query`,
+    /// every match for `logs.export`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
-    /// Addition: only entries at or after this time (RFC 3339).
+    /// Addition: only entries at or after this time: RFC 3339 (`2025-01-01T00:00:00Z`) or a
+    /// duration before now (`90s`, `15m`, `1h30m`, `2d`, `1w`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
-    /// Addition: only entries before this time (RFC 3339).
+    /// Addition: only entries before this time (same forms as `since`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
-    /// Addition: only entries whose message contains this text.
+    /// Addition: only entries whose message contains this text (plain text, any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains: Option<String>,
+    /// Addition: only entries older than the one this cursor (a `cursor` of an earlier answer)
+    /// names: the next page back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Addition, `logs.export` only: `text` (default; one readable line per entry) or `jsonl`
+    /// (one `LogEntry` JSON per line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ExportFormat>,
+}
+
+/// One value or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// How `logs.export` writes entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// `2025-01-01T00:00:12.000Z INFO  postgres  ready`, one line per entry (`.log`).
+    #[default]
+    Text,
+    /// One `LogEntry` as JSON per line (`.jsonl`).
+    Jsonl,
+}
+
+/// An entry `logs.query` answers: a `LogEntry` and, as an addition, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogHit {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: LogEntry,
+    /// Addition: this entry's place in the store; pass it as `before` for the entries older
+    /// than it. Opaque; stays valid while the entry is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// A phase and a 0–100 progress: `installer.status` and the `update:progress` event.

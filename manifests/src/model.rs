@@ -453,11 +453,33 @@ pub struct MetricsSnapshot {
     pub ts: String,
     /// Seconds since the daemon started.
     pub uptime_sec: u64,
-    /// Ports held by supervised services.
+    /// Ports held by supervised services, the proxy and the API, sorted, each once.
     pub ports_in_use: Vec<u16>,
-    /// CPU use of the daemon and its services, in percent of one core.
+    /// CPU use of the daemon and its services, in percent of the whole machine (all CPUs: a
+    /// service busy on one core of four reads 25).
     pub cpu_percent: f64,
     /// Resident memory of the daemon and its services, in MiB.
     #[serde(rename = "memMB")]
     pub mem_mb: u64,
+    /// Addition: the figures of each supervised service (a stopped one with no pid and zeros);
+    /// with the daemon's own share they add up to the totals above. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceMetrics>,
+}
+
+/// Addition: one service's share of a `MetricsSnapshot`: its main process and descendants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMetrics {
+    /// Service id.
+    pub id: String,
+    /// The main process id while one exists.
+    pub pid: Option<u32>,
+    /// CPU use of the service's processes, in percent of the whole machine.
+    pub cpu_percent: f64,
+    /// Resident memory of the service's processes, in MiB (rounded up).
+    #[serde(rename = "memMB")]
+    pub mem_mb: u64,
+    /// TCP ports its processes listen on, sorted.
+    pub ports: Vec<u16>,
 }

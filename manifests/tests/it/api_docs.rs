@@ -567,6 +567,10 @@ fn render_type(out: &mut String, name: &str, schema: &Value) {
     paragraph(out, &description(schema));
     match enum_values(schema) {
         Some(values) => values_table(out, &values),
+        // An untagged union (`OneOrMany`): its forms.
+        None if schema.get("anyOf").is_some() => {
+            writeln!(out, "Either: {}.\n", type_of(schema)).unwrap();
+        }
         None => fields_table(out, schema),
     }
 }
