@@ -19,6 +19,7 @@
 //! app/secrets/                       secrets.json, key | key.locked | keyring.json
 //! app/logs/                          <id>.jsonl (rotated <id>.N.jsonl), daemon.log
 //! app/cache/updates/                 kojibox-<v>.kbx (.part while downloading)
+//! app/cache/diag-<stamp>.zip         diagnostics zips (the newest 5 kept)
 //! app/state/                         locks, api.json, api-token, installer.json, versions.json,
 //!                                    resume.json, services/ (pid records), update/
 //! ```
@@ -231,9 +232,15 @@ impl Home {
         self.join("app/logs")
     }
 
-    /// `app/logs/<id>.jsonl`: one service's log (rotated as `<id>.1.jsonl` … beside it).
+    /// `app/logs/<id>.jsonl`: one service's log (sealed segments `<id>.000001.jsonl` … beside
+    /// it).
     pub fn service_log(&self, id: &str) -> PathBuf {
         self.logs_dir().join(format!("{id}.jsonl"))
+    }
+
+    /// `app/logs/exports/`: the files `logs.export` writes.
+    pub fn logs_exports(&self) -> PathBuf {
+        self.logs_dir().join("exports")
     }
 
     /// `app/logs/daemon.log`: what a daemon started by `kojibox up` prints.
@@ -255,6 +262,17 @@ impl Home {
     pub fn update_partial(&self, version: &str) -> PathBuf {
         self.update_cache()
             .join(format!("kojibox-{version}.kbx.part"))
+    }
+
+    /// `app/cache/`: where `diagnostics.create` writes its zips (the newest 5 are kept).
+    pub fn diagnostics_dir(&self) -> PathBuf {
+        self.join("app/cache")
+    }
+
+    /// `app/cache/diag-<stamp>.zip`: one diagnostics zip; `stamp` is file-name safe on every
+    /// OS (`20261202T081500Z`, `20261202T081500Z-2` when that one exists).
+    pub fn diagnostics_zip(&self, stamp: &str) -> PathBuf {
+        self.diagnostics_dir().join(format!("diag-{stamp}.zip"))
     }
 
     /// `app/state/`.

@@ -31,6 +31,13 @@ pub struct Settings {
     /// Where the API listens (a loopback `address:port`; default `127.0.0.1:0`, any free port).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Cap of one service's log files in `app/logs/`, in MiB (default 100): the oldest segments
+    /// are deleted beyond it.
+    #[serde(rename = "logMaxMBPerService", skip_serializing_if = "Option::is_none")]
+    pub log_max_mb_per_service: Option<u64>,
+    /// Cap of all the log files in `app/logs/`, in MiB (default 1024).
+    #[serde(rename = "logMaxMBTotal", skip_serializing_if = "Option::is_none")]
+    pub log_max_mb_total: Option<u64>,
 }
 
 /// Redacting: `updateSource` may carry credentials (`https://user:pass@host/repo?token=T`).
@@ -45,6 +52,8 @@ impl std::fmt::Debug for Settings {
             .field("service_user", &self.service_user)
             .field("allow_root_services", &self.allow_root_services)
             .field("listen", &self.listen)
+            .field("log_max_mb_per_service", &self.log_max_mb_per_service)
+            .field("log_max_mb_total", &self.log_max_mb_total)
             .finish()
     }
 }
@@ -89,6 +98,8 @@ pub const KEYS: &[&str] = &[
     "serviceUser",
     "allowRootServices",
     "listen",
+    "logMaxMBPerService",
+    "logMaxMBTotal",
 ];
 
 impl Settings {
@@ -176,6 +187,8 @@ mod tests {
             service_user: Some(String::new()),
             allow_root_services: true,
             listen: Some(String::new()),
+            log_max_mb_per_service: Some(1),
+            log_max_mb_total: Some(1),
         };
         let value = serde_json::to_value(all).unwrap();
         let mut written: Vec<&str> = value

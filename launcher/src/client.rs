@@ -189,13 +189,24 @@ impl Client {
         response.into_result().map_err(ClientError::Api)
     }
 
-    /// Opens the event stream (after `last_id`, when given) and hands each event to `each`
-    /// until it returns false or the stream ends.
+    /// Reads the event stream (replaying after `last_id` when given), calling `each` with every
+    /// event until it answers false or the stream ends.
     pub fn events(
         &self,
         last_id: Option<u64>,
         mut each: impl FnMut(EventEnvelope) -> bool,
     ) -> Result<(), ClientError> {
+        for envelope in self.subscribe(last_id)? {
+            if !each(envelope?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the event stream (replaying after `last_id` when given): once this answers, the
+    /// daemon sends every event from now on, to be read from the iterator.
+    pub fn subscribe(&self, last_id: Option<u64>) -> Result<Events, ClientError> {
         let mut request = self
             .http
             .get(format!("{}/events", self.endpoint.url))
@@ -213,22 +224,41 @@ impl Client {
                 detail: response.status().to_string(),
             });
         }
+        Ok(Events {
+            lines: BufReader::new(response).lines(),
+        })
+    }
+}
+
+/// The events of an open stream, as they come.
+pub struct Events {
+    lines: std::io::Lines<BufReader<reqwest::blocking::Response>>,
+}
+
+impl Iterator for Events {
+    type Item = Result<EventEnvelope, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         let (mut id, mut name, mut data) = (None::<u64>, String::new(), String::new());
-        for line in BufReader::new(response).lines() {
-            let line = line.map_err(|e| ClientError::BadAnswer {
-                what: "The event stream broke",
-                detail: e.to_string(),
-            })?;
+        for line in self.lines.by_ref() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    return Some(Err(ClientError::BadAnswer {
+                        what: "The event stream broke",
+                        detail: e.to_string(),
+                    }));
+                }
+            };
             if line.is_empty() {
                 if let (Some(event_id), false) = (id, name.is_empty())
                     && let Ok(payload) = serde_json::from_str::<Value>(&data)
                     && let Ok(event) = Event::from_parts(&name, payload)
-                    && !each(EventEnvelope {
+                {
+                    return Some(Ok(EventEnvelope {
                         id: event_id,
                         event,
-                    })
-                {
-                    return Ok(());
+                    }));
                 }
                 (id, name, data) = (None, String::new(), String::new());
             } else if let Some(v) = line.strip_prefix("id:") {
@@ -242,6 +272,6 @@ impl Client {
                 data.push_str(v.strip_prefix(' ').unwrap_or(v));
             }
         }
-        Ok(())
+        None
     }
 }

@@ -7,6 +7,8 @@
 //! - [`api`]: `POST /rpc`, `GET /events`, the guard in front of them;
 //! - [`local`]: `config.*` and `secrets.*`, served the same way with or without a daemon;
 //! - [`client`]: the CLI's side of the API;
+//! - [`logs`]: `logs.query` and `logs.export`, with or without a daemon;
+//! - [`metrics`] and [`diagnostics`]: `metrics.snapshot` and `diagnostics.create`;
 //! - [`error`]: every crate's error in one enum, each knowing its contract code.
 //!
 //! The modules of the crates this one is made of are re-exported here at the paths they had
@@ -15,8 +17,11 @@
 pub mod api;
 pub mod client;
 pub mod daemon;
+pub mod diagnostics;
 pub mod error;
 pub mod local;
+pub mod logs;
+pub mod metrics;
 
 pub use error::{Error, Result};
 pub use kojibox_home::{Home, clock, endpoint, fs as fsutil, settings, task};

@@ -53,6 +53,7 @@ mod ports;
 mod procfs;
 mod service_users;
 mod spawn;
+pub mod usage;
 mod users;
 pub mod watchdog;
 

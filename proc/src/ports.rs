@@ -91,49 +91,62 @@ fn probe_in_use(port: u16) -> bool {
 
 /// Inodes of the sockets listening on `port`, from `/proc/net/tcp` and `/proc/net/tcp6`.
 fn listening_inodes(port: u16) -> HashSet<u64> {
-    let mut inodes = HashSet::new();
+    listening_sockets()
+        .into_iter()
+        .filter(|&(p, _)| p == port)
+        .map(|(_, inode)| inode)
+        .collect()
+}
+
+/// Every TCP socket in state LISTEN, as (port, inode), from one read of `/proc/net/tcp` and
+/// `/proc/net/tcp6` (empty on other systems).
+pub(crate) fn listening_sockets() -> Vec<(u16, u64)> {
+    let mut sockets = Vec::new();
     if cfg!(target_os = "linux") {
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             if let Ok(text) = std::fs::read_to_string(table) {
-                inodes.extend(text.lines().filter_map(|line| listener_inode(line, port)));
+                sockets.extend(text.lines().filter_map(listener));
             }
         }
     }
-    inodes
+    sockets
 }
 
-/// The inode of a `/proc/net/tcp{,6}` line when it is a LISTEN socket on `port`.
-fn listener_inode(line: &str, port: u16) -> Option<u64> {
+/// The port and inode of a `/proc/net/tcp{,6}` line when it is a LISTEN socket.
+fn listener(line: &str) -> Option<(u16, u64)> {
     // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
     let fields: Vec<&str> = line.split_ascii_whitespace().collect();
     let local = fields.get(1)?;
     let local_port = u16::from_str_radix(&local[local.rfind(':')? + 1..], 16).ok()?;
-    if local_port != port || *fields.get(3)? != "0A" {
+    if *fields.get(3)? != "0A" {
         return None;
     }
-    fields.get(9)?.parse().ok().filter(|&inode| inode != 0)
+    let inode = fields.get(9)?.parse().ok().filter(|&inode| inode != 0)?;
+    Some((local_port, inode))
+}
+
+/// The inodes of the sockets among `pid`'s file descriptors (its `socket:[inode]` links); empty
+/// when its `/proc/<pid>/fd` cannot be read (gone, or another user's when not root).
+#[cfg(target_os = "linux")]
+pub(crate) fn socket_inodes(pid: u32) -> impl Iterator<Item = u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .filter_map(|fd| {
+            let target = std::fs::read_link(fd.ok()?.path()).ok()?;
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        })
 }
 
 /// Whether one of `pid`'s file descriptors is one of the sockets `inodes`.
 #[cfg(target_os = "linux")]
 fn holds_any(pid: u32, inodes: &HashSet<u64>) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(Result::ok).any(|fd| {
-        let Ok(target) = std::fs::read_link(fd.path()) else {
-            return false;
-        };
-        target
-            .to_str()
-            .and_then(|t| {
-                t.strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .is_some_and(|inode| inodes.contains(&inode))
-    })
+    socket_inodes(pid).any(|inode| inodes.contains(&inode))
 }
 
 #[cfg(test)]
@@ -144,17 +157,18 @@ mod tests {
     fn proc_net_tcp_lines() {
         let v4 = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  \
                   1000        0 123456 1 0000000000000000 100 0 0 10 0";
-        assert_eq!(listener_inode(v4, 8080), Some(123456));
-        assert_eq!(listener_inode(v4, 8081), None);
+        assert_eq!(listener(v4), Some((8080, 123456)));
         let established = v4.replace(" 0A ", " 01 ");
-        assert_eq!(listener_inode(&established, 8080), None);
+        assert_eq!(listener(&established), None);
+        let unbound = v4.replace(" 123456 ", " 0 ");
+        assert_eq!(listener(&unbound), None);
         let v6 = "   1: 00000000000000000000000000000000:1538 00000000000000000000000000000000:0000 \
                   0A 00000000:00000000 00:00000000 00000000   113        0 777 1 0 100 0 0 10 0";
-        assert_eq!(listener_inode(v6, 5432), Some(777));
+        assert_eq!(listener(v6), Some((5432, 777)));
         assert_eq!(
-            listener_inode("  sl  local_address rem_address   st tx_queue", 0),
+            listener("  sl  local_address rem_address   st tx_queue"),
             None
         );
-        assert_eq!(listener_inode("", 80), None);
+        assert_eq!(listener(""), None);
     }
 }

@@ -18,6 +18,12 @@ pub enum Error {
     /// A secret the service uses cannot be read.
     #[error(transparent)]
     Secrets(#[from] kojibox_secrets::Error),
+    /// A request's parameters are wrong: the detail names the field.
+    #[error("{detail}")]
+    Invalid {
+        /// Which field, what is wrong, what would do.
+        detail: String,
+    },
     /// No such service.
     #[error("{detail}")]
     NotFound {
@@ -73,6 +79,7 @@ impl ToApi for Error {
             Error::Home(e) => e.code(),
             Error::Config(e) => e.code(),
             Error::Secrets(e) => e.code(),
+            Error::Invalid { .. } => ErrorCode::ValidationFailed,
             Error::NotFound { .. } => ErrorCode::NotFound,
             Error::PortConflict { .. } => ErrorCode::PortConflict,
             Error::PermissionDenied { .. } => ErrorCode::PermissionDenied,
@@ -86,6 +93,7 @@ impl ToApi for Error {
             Error::Home(e) => return e.message(),
             Error::Config(e) => return e.message(),
             Error::Secrets(e) => return e.message(),
+            Error::Invalid { .. } => "Invalid request",
             Error::NotFound { .. } => "Not found",
             Error::PortConflict { .. } => "Requested port is already in use",
             Error::PermissionDenied { .. } => "Insufficient permission",

@@ -91,6 +91,19 @@ pub fn source_of(method: &str) -> ErrorSource {
     }
 }
 
+/// Says in the daemon's log that a read of the log store skipped lines that are not entries.
+fn skipped(state: &AppState, skipped: u64) {
+    if skipped > 0 {
+        state.journal.note(
+            kojibox_manifests::model::LogLevel::Warn,
+            format!(
+                "reading app/logs/ skipped {skipped} line(s) that are not log entries (a torn \
+                 write or a hand edit)"
+            ),
+        );
+    }
+}
+
 /// Restarts the daemon on the (replaced) executable once the answer is out.
 fn restart_soon(state: &AppState) {
     let restart = state.restart.clone();
@@ -227,17 +240,27 @@ async fn dispatch(state: &Arc<AppState>, request: Request) -> Result<Value> {
             }
             json(Ack::Ok)
         }
+        Request::LogsQuery(filter) => {
+            let known = sup.ids();
+            let page = blocking(move || crate::logs::query(&home, &filter, &known)).await?;
+            skipped(state, page.skipped);
+            json(page.hits)
+        }
+        Request::LogsExport(filter) => {
+            let known = sup.ids();
+            let export = blocking(move || crate::logs::export(&home, &filter, &known)).await?;
+            skipped(state, export.skipped);
+            json(export.path)
+        }
+        Request::DiagnosticsCreate(_) => json(crate::diagnostics::create(state).await?),
+        Request::MetricsSnapshot(_) => json(crate::metrics::snapshot(&state.metrics, sup)?),
         request @ (Request::DomainsList(_)
         | Request::DomainsUpsert(_)
         | Request::DomainsRemove(_)
         | Request::ProxyRules(_)
         | Request::ProxyApply(_)
         | Request::CertsGenerate(_)
-        | Request::CertsTrust(_)
-        | Request::LogsQuery(_)
-        | Request::LogsExport(_)
-        | Request::DiagnosticsCreate(_)
-        | Request::MetricsSnapshot(_)) => Err(Error::Unavailable {
+        | Request::CertsTrust(_)) => Err(Error::Unavailable {
             detail: format!(
                 "`{}` is part of the contract but not served by this build yet",
                 request.method()

@@ -38,4 +38,8 @@ pub struct AppState {
     /// The daemon's tasks: work a request starts that must not be cut short (an update), and
     /// must end before the daemon does.
     pub tasks: TaskTracker,
+    /// The background sampler `metrics.snapshot` answers from.
+    pub metrics: Arc<crate::metrics::Sampler>,
+    /// The daemon's own log (`app/logs/kojibox.jsonl`).
+    pub journal: Arc<kojibox_supervisor::logs::LogSink>,
 }

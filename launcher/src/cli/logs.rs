@@ -1,43 +1,125 @@
-//! `kojibox logs ID [-n N] [-f]`: a service's recent lines, then new ones as they come.
+//! `kojibox logs [SERVICE...] [-n N] [--since T] [--until T] [--level L] [--grep TEXT] [-f]
+//! [--export]`: stored log entries (every service merged by time unless some are named), then
+//! new ones as they come. Without a daemon the store is read directly.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use kojibox_home::Home;
-use kojibox_manifests::api::{LogsParams, methods};
+use kojibox_manifests::api::{ExportFormat, LogFilter, LogHit, OneOrMany, methods};
 use kojibox_manifests::event::Event;
-use kojibox_manifests::model::LogEntry;
-use launcher::client::Client;
+use kojibox_manifests::model::{LogEntry, LogLevel};
+use kojibox_supervisor::logs::query::text_line;
+use launcher::client::{Client, ClientError};
 
-/// `kojibox logs ID [-n N] [-f]`.
-pub(crate) fn logs(home: &Home, id: &str, tail: u32, follow: bool, json: bool) -> Result<ExitCode> {
-    let client = Client::connect(home)?;
-    let entries = client.call::<methods::ServicesLogs>(&LogsParams {
-        id: id.to_owned(),
-        tail: Some(tail),
-    })?;
+/// What `kojibox logs` was asked.
+pub(crate) struct LogsArgs {
+    pub(crate) services: Vec<String>,
+    pub(crate) lines: Option<u32>,
+    pub(crate) since: Option<String>,
+    pub(crate) until: Option<String>,
+    pub(crate) level: Option<LogLevel>,
+    pub(crate) grep: Option<String>,
+    pub(crate) follow: bool,
+    pub(crate) export: bool,
+}
+
+impl LogsArgs {
+    fn filter(&self, json: bool) -> LogFilter {
+        LogFilter {
+            service: match self.services.len() {
+                0 => None,
+                1 => Some(OneOrMany::One(self.services[0].clone())),
+                _ => Some(OneOrMany::Many(self.services.clone())),
+            },
+            level: self.level,
+            limit: self.lines,
+            since: self.since.clone(),
+            until: self.until.clone(),
+            contains: self.grep.clone(),
+            before: None,
+            format: (self.export && json).then_some(ExportFormat::Jsonl),
+        }
+    }
+}
+
+/// `kojibox logs`.
+pub(crate) fn logs(home: &Home, args: &LogsArgs, json: bool) -> Result<ExitCode> {
+    let filter = args.filter(json);
+    let client = match Client::connect(home) {
+        Ok(client) => Some(client),
+        Err(ClientError::NoDaemon { .. }) if !args.follow => None,
+        Err(e) => return Err(e.into()),
+    };
+    if args.export {
+        let path = match &client {
+            Some(client) => client.call::<methods::LogsExport>(&filter)?,
+            None => launcher::logs::export(home, &filter, &[])?.path,
+        };
+        if json {
+            println!("{}", serde_json::to_string(&path)?);
+        } else {
+            println!("{}", home.join(&path).display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let print = |entry: &LogEntry| {
         if json {
             println!("{}", serde_json::to_string(entry).unwrap_or_default());
         } else {
-            let level = entry.level.as_str().to_uppercase();
-            println!("{} {level:<5} {}", entry.ts, entry.message);
+            println!("{}", text_line(entry));
         }
     };
-    entries.iter().for_each(print);
-    if follow {
-        let last = entries.last().map(|e| e.ts.clone());
-        client.events(None, |envelope| {
-            if let Event::ServiceLogLine(entry) = envelope.event
-                && entry.service == id
-                && last.as_ref().is_none_or(|ts| entry.ts > *ts)
-            {
-                print(&entry);
-                let _ = std::io::stdout().flush();
-            }
-            true
-        })?;
+    let Some(client) = client else {
+        let page = launcher::logs::query(home, &filter, &[])?;
+        page.hits.iter().for_each(|hit| print(&hit.entry));
+        if page.skipped > 0 {
+            eprintln!(
+                "note: {} line(s) of app/logs/ are not log entries and were skipped",
+                page.skipped
+            );
+        }
+        if !json {
+            eprintln!("(no daemon runs: read from {})", home.logs_dir().display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Subscribed before the stored entries are read: nothing written in between is missed.
+    let live = args.follow.then(|| client.subscribe(None)).transpose()?;
+    let hits: Vec<LogHit> = client.call::<methods::LogsQuery>(&filter)?;
+    hits.iter().for_each(|hit| print(&hit.entry));
+    let Some(live) = live else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let _ = std::io::stdout().flush();
+    // Entries both stored and on the stream are printed once.
+    let last = hits.last().map(|h| h.entry.ts.clone());
+    let at_last: HashSet<(String, String)> = hits
+        .iter()
+        .filter(|h| Some(&h.entry.ts) == last.as_ref())
+        .map(|h| (h.entry.service.clone(), h.entry.message.clone()))
+        .collect();
+    let contains = args.grep.as_ref().map(|g| g.to_lowercase());
+    for envelope in live {
+        let Event::ServiceLogLine(entry) = envelope?.event else {
+            continue;
+        };
+        let wanted = (args.services.is_empty() || args.services.contains(&entry.service))
+            && args.level.is_none_or(|l| entry.level >= l)
+            && contains
+                .as_ref()
+                .is_none_or(|c| entry.message.to_lowercase().contains(c.as_str()));
+        let seen = last.as_ref().is_some_and(|ts| {
+            entry.ts < *ts
+                || (entry.ts == *ts
+                    && at_last.contains(&(entry.service.clone(), entry.message.clone())))
+        });
+        if wanted && !seen {
+            print(&entry);
+            let _ = std::io::stdout().flush();
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,6 @@ use kojibox_home::Home;
 use kojibox_manifests::event::Event;
 use kojibox_proc::Watchdog;
 use kojibox_supervisor::Supervisor;
-use kojibox_supervisor::logs::{ROTATE_BYTES, ROTATE_KEEP};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,11 @@ use super::notice::{Notice, Notices};
 
 /// How often the checks run.
 const EVERY: Duration = Duration::from_secs(2);
+
+/// Size at which `daemon.log` is rotated.
+pub const ROTATE_BYTES: u64 = 10 << 20;
+/// Rotated `daemon.log` files kept (`daemon.1.log` … `daemon.N.log`).
+const ROTATE_KEEP: u32 = 3;
 
 /// What the checks look after.
 pub(crate) struct Housekeeping {

@@ -37,10 +37,11 @@ use kojibox_home::endpoint::{self, Endpoint};
 use kojibox_home::task::blocking;
 use kojibox_home::{Home, LockName, Settings};
 use kojibox_manifests::event::Event;
-use kojibox_manifests::model::ServiceStatus;
+use kojibox_manifests::model::{LogLevel, ServiceStatus};
 use kojibox_proc::Watchdog;
 use kojibox_secrets::{SecretStore, SecretValue, Vault};
 use kojibox_supervisor::Supervisor;
+use kojibox_supervisor::logs::LogSink;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState, hub::EventHub};
 use crate::error::{Error, Result};
+pub use housekeeping::ROTATE_BYTES as DAEMON_LOG_ROTATE_BYTES;
 pub use notice::{Notice, Notices};
 pub use proof::{guard as prove_self_update, undone_note as self_update_undone};
 
@@ -135,6 +137,19 @@ impl Daemon {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<DaemonHandle> {
         let lock = home.lock(LockName::Daemon)?;
+        let (events, narration) = broadcast::channel(4096);
+        // Everything the daemon says is also kept in its own log (`app/logs/kojibox.jsonl`).
+        let h = home.clone();
+        let e = events.clone();
+        let journal = blocking(move || {
+            Ok::<_, Error>(Arc::new(LogSink::new(
+                kojibox_supervisor::logs::DAEMON_LOG,
+                &h,
+                e,
+            )))
+        })
+        .await?;
+        let notices = journal_notices(notices, Arc::clone(&journal));
         let h = home.clone();
         for note in blocking(move || recovery::recover(&h)).await? {
             notices(Notice::Note(note));
@@ -153,7 +168,6 @@ impl Daemon {
 
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        let (events, narration) = broadcast::channel(4096);
         let narrating = CancellationToken::new();
         tasks.spawn(notice::narrate(
             narration,
@@ -200,6 +214,7 @@ impl Daemon {
         let token = endpoint::new_token()?;
         let restart = CancellationToken::new();
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let metrics = Arc::new(crate::metrics::Sampler::new(addr.port()));
         let state = Arc::new(AppState {
             home: home.clone(),
             supervisor: Arc::clone(&supervisor),
@@ -212,6 +227,8 @@ impl Daemon {
             restart: restart.clone(),
             stopping: Arc::clone(&stopping),
             tasks: tasks.clone(),
+            metrics: Arc::clone(&metrics),
+            journal: Arc::clone(&journal),
         });
         let closing = CancellationToken::new();
         // A quarter of the descriptors at most: the rest stays for the supervisor.
@@ -254,6 +271,8 @@ impl Daemon {
             narrating,
             hub_stop,
             server,
+            metrics,
+            journal,
             _lock: lock,
         };
         let task = tokio::spawn(run.run(shutdown));
@@ -317,6 +336,8 @@ struct Run {
     narrating: CancellationToken,
     hub_stop: CancellationToken,
     server: JoinHandle<()>,
+    metrics: Arc<crate::metrics::Sampler>,
+    journal: Arc<LogSink>,
     _lock: kojibox_home::Lock,
 }
 
@@ -333,6 +354,11 @@ impl Run {
                 events: self.events.clone(),
                 notices: Arc::clone(notices),
             },
+            housekeeping.clone(),
+        ));
+        self.tasks.spawn(crate::metrics::run(
+            Arc::clone(&self.metrics),
+            Arc::clone(supervisor),
             housekeeping.clone(),
         ));
         if self.up {
@@ -428,10 +454,31 @@ impl Run {
             std::mem::forget(self._lock);
         }
         notices(Notice::Stopped);
+        let journal = Arc::clone(&self.journal);
+        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
         Ok(Exit {
             restart: restarting,
         })
     }
+}
+
+/// `notices`, each also written to the daemon's own log: what could not start as an error,
+/// the rest at the level its words announce.
+fn journal_notices(notices: Notices, journal: Arc<LogSink>) -> Notices {
+    Arc::new(move |notice: Notice| {
+        let level = match &notice {
+            Notice::CouldNotStart { .. } | Notice::CouldNotResume { .. } => LogLevel::Error,
+            Notice::Skipped(_) => LogLevel::Warn,
+            Notice::Service(line) => {
+                // `web: error: exited with status 1`: the word after the id.
+                let state = line.split_once(": ").map_or(line.as_str(), |(_, s)| s);
+                kojibox_supervisor::logs::infer_level(state)
+            }
+            other => kojibox_supervisor::logs::infer_level(&other.to_string()),
+        };
+        journal.note(level, notice.to_string());
+        notices(notice);
+    })
 }
 
 /// `kojibox serve`: runs the daemon until SIGINT/SIGTERM. After an update replaced kojibox

@@ -1,191 +1,234 @@
 //! Service logs: each output line becomes a [`LogEntry`], kept in a bounded in-memory tail,
-//! appended to `app/logs/<id>.jsonl` (rotated by size) and published as `service:logLine`.
+//! appended to the service's log in the [`store`] and published as `service:logLine`.
 //!
-//! A chatty child is never blocked by a slow reader: the pump reads the pipe as fast as the
-//! child writes, the tail drops its oldest lines, the event bus drops lines for subscribers that
-//! lag (they see a gap, not a stall), and the file is written through a buffer flushed whenever
-//! the pipe has nothing more to give.
+//! **A chatty child is never slowed down.** Each pipe is read by its own task ([`pump`]), which
+//! does nothing but cut what it reads at line ends and queue it, stamped with the time it was
+//! read. The per-line work (level inference, redaction, the file, the tail, the event) happens
+//! behind the queue on the sink's own thread. The queue is bounded in bytes ([`QUEUE_BYTES`]):
+//! when the writer falls behind, the oldest queued lines are dropped, and one `warn` entry
+//! (`fields.dropped`) says how many were lost, where they were. A subscriber to the event bus
+//! that lags loses lines too (it sees a gap, not a stall).
 //!
 //! Logs are private: `app/logs/` is 0700 and each file 0600, opened through the home
 //! ([`kojibox_home::fs::open_append_private`]) so a link planted at `app/logs/<id>.jsonl` (or at
 //! `app/logs` itself) is refused, never followed: the refusal is shown in the service's log tail
 //! and the lines stay in memory only.
 //!
-//! Secret values the service was given are replaced by [`REDACTED`] in every line, whatever
-//! their case and even when ANSI escape sequences or NUL bytes are interleaved with them
-//! (`se\x1b[31mcret`), as a terminal would show them whole. Values shorter than
-//! [`MIN_REDACTED`] characters are not redacted.
+//! Secret values the service was given are replaced by [`REDACTED`] in every line before it is
+//! kept anywhere (see [`redact`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use kojibox_home::Home;
 use kojibox_manifests::event::Event;
 use kojibox_manifests::model::{LogEntry, LogLevel};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::broadcast;
+
+pub mod level;
+pub mod query;
+pub mod redact;
+pub mod store;
+
+pub use level::infer_level;
+pub use redact::{MIN_REDACTED, REDACTED, Redactor};
+pub use store::DAEMON_LOG;
 
 /// Lines kept in memory per service.
 pub const TAIL_LINES: usize = 2000;
-/// Size at which a log file is rotated.
-pub const ROTATE_BYTES: u64 = 10 << 20;
-/// Rotated files kept (`<id>.1.jsonl` … `<id>.N.jsonl`).
-pub const ROTATE_KEEP: u32 = 3;
-/// Longest line kept; longer lines are cut (and marked).
+/// Longest line kept; longer lines are cut.
 pub const MAX_LINE: usize = 16 << 10;
-
-/// Secret values shorter than this many characters are not redacted: matched without regard to
-/// case, a value of one to three characters would be found inside ordinary words and garble
-/// every line, and a secret that short can be guessed anyway, so redacting it would only hide
-/// that it is too weak.
-pub const MIN_REDACTED: usize = 4;
-
-/// What replaces a secret value in a log line.
-pub const REDACTED: &str = "[redacted]";
+/// Bytes of output queued per service before the oldest lines are dropped.
+pub const QUEUE_BYTES: usize = 8 << 20;
 
 /// One service's log.
 pub struct LogSink {
-    id: String,
-    /// Secret values the running process was given: never written to a log.
-    redactions: std::sync::RwLock<Vec<String>>,
-    tail: Mutex<VecDeque<LogEntry>>,
-    file: Mutex<LogFile>,
-    events: broadcast::Sender<Event>,
+    shared: Arc<Shared>,
 }
 
-struct LogFile {
-    home: Home,
-    path: PathBuf,
-    writer: Option<BufWriter<File>>,
-    size: u64,
-    /// Why the file could not be opened (reported once; the lines stay in memory only).
-    refused: Option<String>,
+/// What the sink's callers and its thread share.
+struct Shared {
+    id: String,
+    /// Secret values the running process was given: never written to a log.
+    redactor: RwLock<Redactor>,
+    tail: Mutex<VecDeque<LogEntry>>,
+    writer: Mutex<store::Writer>,
+    events: broadcast::Sender<Event>,
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    /// Whether the sink's thread runs (else queued work is done by whoever queues it).
+    threaded: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    /// Bytes of output in `items`.
+    bytes: usize,
+    /// Lines dropped since the last report.
+    dropped: u64,
+    /// Time of the newest dropped line.
+    dropped_at: Option<String>,
+    closed: bool,
+}
+
+enum Item {
+    /// Output read at `ts`: whole lines, each ended by `\n`.
+    Lines {
+        ts: String,
+        stream: &'static str,
+        pid: Option<u32>,
+        data: Vec<u8>,
+    },
+    /// A note of kojibox's.
+    Entry(LogEntry),
+    /// Called once everything queued before it is written.
+    Mark(Box<dyn FnOnce() + Send>),
 }
 
 impl LogSink {
-    /// A sink for service `id` of `home` writing to `app/logs/<id>.jsonl` (rotated files beside
-    /// it).
+    /// A sink for service `id` of `home` writing to `app/logs/<id>.jsonl` (sealed segments
+    /// beside it).
     pub fn new(id: &str, home: &Home, events: broadcast::Sender<Event>) -> LogSink {
-        LogSink {
+        store::migrate(home, id);
+        let mut shared = Shared {
             id: id.to_owned(),
-            redactions: std::sync::RwLock::new(Vec::new()),
+            redactor: RwLock::new(Redactor::default()),
             tail: Mutex::new(VecDeque::new()),
-            file: Mutex::new(LogFile {
-                home: home.clone(),
-                path: home.service_log(id),
-                writer: None,
-                size: 0,
-                refused: None,
-            }),
+            writer: Mutex::new(store::Writer::new(home, id)),
             events,
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            threaded: true,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Shared>>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("log-{id}"))
+            .spawn(move || {
+                if let Ok(shared) = rx.recv() {
+                    work(&shared);
+                }
+            });
+        shared.threaded = spawned.is_ok();
+        let shared = Arc::new(shared);
+        if shared.threaded {
+            let _ = tx.send(Arc::clone(&shared));
         }
+        LogSink { shared }
+    }
+
+    /// The service's id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
     }
 
     /// Records one line the service printed.
-    pub fn line(&self, message: &str, stream: &str, pid: Option<u32>) {
-        let mut fields = BTreeMap::from([("stream".to_owned(), stream.to_owned())]);
-        if let Some(pid) = pid {
-            fields.insert("pid".into(), pid.to_string());
-        }
-        self.push(LogEntry {
-            ts: kojibox_home::clock::now(),
-            level: infer_level(message),
-            service: self.id.clone(),
-            message: message.to_owned(),
-            fields,
-        });
+    pub fn line(&self, message: &str, stream: &'static str, pid: Option<u32>) {
+        let mut data = Vec::with_capacity(message.len() + 1);
+        data.extend_from_slice(message.as_bytes());
+        data.push(b'\n');
+        self.lines(data, stream, pid);
+    }
+
+    /// Queues output read now: whole lines, each ended by `\n`. When the queue holds more than
+    /// [`QUEUE_BYTES`], its oldest lines are dropped (and counted).
+    fn lines(&self, data: Vec<u8>, stream: &'static str, pid: Option<u32>) {
+        let len = data.len();
+        self.queue(
+            |ts| Item::Lines {
+                ts,
+                stream,
+                pid,
+                data,
+            },
+            len,
+        );
     }
 
     /// Records a note of the launcher's about this service (starting, exited, setup output...).
     pub fn note(&self, level: LogLevel, message: impl Into<String>) {
-        let fields = BTreeMap::from([("stream".to_owned(), "kojibox".to_owned())]);
-        self.push(LogEntry {
-            ts: kojibox_home::clock::now(),
-            level,
-            service: self.id.clone(),
-            message: message.into(),
-            fields,
-        });
+        self.note_with(level, message, BTreeMap::new());
+    }
+
+    /// A note with fields of its own (beside `stream`: `kojibox`).
+    pub fn note_with(
+        &self,
+        level: LogLevel,
+        message: impl Into<String>,
+        mut fields: BTreeMap<String, String>,
+    ) {
+        fields.insert("stream".to_owned(), "kojibox".to_owned());
+        let (service, message) = (self.shared.id.clone(), message.into());
+        self.queue(
+            |ts| {
+                Item::Entry(LogEntry {
+                    ts,
+                    level,
+                    service,
+                    message,
+                    fields,
+                })
+            },
+            0,
+        );
+    }
+
+    /// Queues an item stamped with the time, under the queue's lock: the queue, and so the
+    /// file, is in time order.
+    fn queue(&self, item: impl FnOnce(String) -> Item, bytes: usize) {
+        let shared = &self.shared;
+        {
+            let Ok(mut queue) = shared.queue.lock() else {
+                return;
+            };
+            queue.items.push_back(item(kojibox_home::clock::now()));
+            queue.bytes += bytes;
+            if queue.bytes > QUEUE_BYTES {
+                queue.drop_oldest();
+            }
+        }
+        if shared.threaded {
+            shared.ready.notify_one();
+        } else {
+            drain(shared);
+        }
     }
 
     /// Replaces the secret values redacted from every line (those the service was spawned with).
     pub fn redact(&self, values: Vec<String>) {
-        // Output is logged line by line: each line of a multi-line secret (a PEM key) too.
-        let mut values: Vec<String> = values
-            .iter()
-            .flat_map(|v| {
-                std::iter::once(v.clone()).chain(
-                    v.lines()
-                        .map(|l| l.trim_end_matches('\r').to_owned())
-                        .filter(move |l| l != v),
-                )
-            })
-            .filter(|v| v.chars().count() >= MIN_REDACTED)
-            // Matched without regard to case, ANSI escapes or NULs (see `redact_line`).
-            .map(|v| fold(&v).into_iter().map(|(c, _)| c).collect::<String>())
-            .filter(|v| v.chars().count() >= MIN_REDACTED)
-            .collect();
-        values.sort();
-        values.dedup();
-        // Longest first, so a secret containing another is replaced whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        if let Ok(mut redactions) = self.redactions.write() {
-            *redactions = values;
+        if let Ok(mut redactor) = self.shared.redactor.write() {
+            *redactor = Redactor::new(values);
         }
     }
 
-    fn push(&self, mut entry: LogEntry) {
-        if let Ok(redactions) = self.redactions.read()
-            && !redactions.is_empty()
-        {
-            entry.message = redact_line(&entry.message, &redactions);
-        }
-        let refused = self
-            .file
-            .lock()
-            .ok()
-            .and_then(|mut file| file.append(&entry));
-        if let Some(refused) = refused {
-            // Once: the file is not written, and the reason is where the user looks first.
-            self.remember(LogEntry {
-                ts: entry.ts.clone(),
-                level: LogLevel::Error,
-                service: self.id.clone(),
-                message: format!("kojibox is not writing this log to a file: {refused}"),
-                fields: BTreeMap::from([("stream".to_owned(), "kojibox".to_owned())]),
-            });
-        }
-        self.remember(entry);
+    /// Waits until everything queued so far is written (and the file flushed).
+    pub async fn settle(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.mark(Box::new(move || {
+            let _ = tx.send(());
+        }));
+        let _ = rx.await;
     }
 
-    /// Keeps `entry` in the tail and publishes it.
-    fn remember(&self, entry: LogEntry) {
-        if let Ok(mut tail) = self.tail.lock() {
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(entry.clone());
-        }
-        // No subscriber is fine; a lagging one loses lines rather than slowing anything.
-        let _ = self.events.send(Event::ServiceLogLine(entry));
-    }
-
-    /// Flushes buffered file output.
+    /// Blocks until everything queued so far is written and the file flushed (at most a few
+    /// seconds: a flood queued behind is not waited for).
     pub fn flush(&self) {
-        if let Ok(mut file) = self.file.lock()
-            && let Some(writer) = file.writer.as_mut()
-        {
-            let _ = writer.flush();
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.mark(Box::new(move || {
+            let _ = tx.send(());
+        }));
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(5));
     }
 
-    /// The newest `n` entries, oldest first.
+    fn mark(&self, then: Box<dyn FnOnce() + Send>) {
+        self.queue(|_| Item::Mark(then), 0);
+    }
+
+    /// The newest `n` entries written, oldest first.
     pub fn tail(&self, n: usize) -> Vec<LogEntry> {
-        // Clone only what is asked for: the lock is shared with the pump.
-        let Ok(tail) = self.tail.lock() else {
+        // Clone only what is asked for: the lock is shared with the writer.
+        let Ok(tail) = self.shared.tail.lock() else {
             return Vec::new();
         };
         tail.iter()
@@ -195,10 +238,11 @@ impl LogSink {
     }
 
     /// The last few lines process `pid` printed (not kojibox's notes, not an earlier run's) as
-    /// one string, for an error message.
+    /// one string, for an error message. What is queued is written first.
     pub fn last_lines(&self, pid: u32, n: usize) -> String {
+        self.flush();
         let pid = pid.to_string();
-        let Ok(tail) = self.tail.lock() else {
+        let Ok(tail) = self.shared.tail.lock() else {
             return "(no output)".to_owned();
         };
         let mut lines: Vec<String> = tail
@@ -219,234 +263,243 @@ impl LogSink {
     }
 }
 
-impl LogFile {
-    /// Appends `entry`; answers why the file cannot be written the first time it cannot be.
-    fn append(&mut self, entry: &LogEntry) -> Option<String> {
-        if self.writer.is_none() {
-            if self.refused.is_some() {
-                return None;
-            }
-            // `app/logs` 0700, the file 0600, never through a link planted in the home.
-            match kojibox_home::fs::open_append_private(&self.home, &self.path) {
-                Ok(file) => {
-                    self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                    self.writer = Some(BufWriter::with_capacity(64 << 10, file));
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        // The thread writes what is queued, then ends.
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            queue.closed = true;
+        }
+        self.shared.ready.notify_one();
+    }
+}
+
+impl Queue {
+    /// Drops the oldest queued lines (never a note or a mark) until the queue fits.
+    fn drop_oldest(&mut self) {
+        let mut kept = VecDeque::with_capacity(self.items.len());
+        while let Some(item) = self.items.pop_front() {
+            match item {
+                Item::Lines { ts, data, .. } if self.bytes > QUEUE_BYTES => {
+                    self.bytes -= data.len();
+                    self.dropped += memchr::memchr_iter(b'\n', &data).count() as u64;
+                    self.dropped_at = Some(ts);
                 }
-                Err(e) => {
-                    self.refused = Some(e.to_string());
-                    return self.refused.clone();
-                }
+                other => kept.push_back(other),
             }
         }
-        let Ok(mut line) = serde_json::to_vec(entry) else {
-            return None;
+        self.items = kept;
+    }
+}
+
+/// The sink's thread: writes what is queued until the sink is dropped.
+fn work(shared: &Shared) {
+    loop {
+        let Ok(mut queue) = shared.queue.lock() else {
+            return;
         };
-        line.push(b'\n');
-        if let Some(writer) = self.writer.as_mut()
-            && writer.write_all(&line).is_ok()
+        while queue.items.is_empty() && !queue.closed {
+            queue = match shared.ready.wait(queue) {
+                Ok(queue) => queue,
+                Err(_) => return,
+            };
+        }
+        if queue.items.is_empty() {
+            // Closed, and everything written.
+            return;
+        }
+        drop(queue);
+        drain(shared);
+    }
+}
+
+/// Writes everything queued, then flushes the file.
+fn drain(shared: &Shared) {
+    loop {
+        let (items, dropped, dropped_at) = {
+            let Ok(mut queue) = shared.queue.lock() else {
+                return;
+            };
+            if queue.items.is_empty() {
+                break;
+            }
+            queue.bytes = 0;
+            (
+                std::mem::take(&mut queue.items),
+                std::mem::take(&mut queue.dropped),
+                queue.dropped_at.take(),
+            )
+        };
+        if dropped > 0 {
+            let message = format!(
+                "kojibox dropped {dropped} line(s) of output here: the service wrote faster than \
+                 they could be stored"
+            );
+            let fields = BTreeMap::from([
+                ("stream".to_owned(), "kojibox".to_owned()),
+                ("dropped".to_owned(), dropped.to_string()),
+            ]);
+            shared.record(vec![LogEntry {
+                ts: dropped_at.unwrap_or_else(kojibox_home::clock::now),
+                level: LogLevel::Warn,
+                service: shared.id.clone(),
+                message,
+                fields,
+            }]);
+        }
+        for item in items {
+            match item {
+                Item::Lines {
+                    ts,
+                    stream,
+                    pid,
+                    data,
+                } => shared.record(shared.entries(&ts, stream, pid, &data)),
+                Item::Entry(entry) => shared.record(vec![entry]),
+                Item::Mark(then) => {
+                    shared.flush();
+                    then();
+                }
+            }
+        }
+    }
+    shared.flush();
+}
+
+impl Shared {
+    /// The entries of output `data` read at `ts`.
+    fn entries(&self, ts: &str, stream: &str, pid: Option<u32>, data: &[u8]) -> Vec<LogEntry> {
+        let pid = pid.map(|p| p.to_string());
+        let body = data.strip_suffix(b"\n").unwrap_or(data);
+        body.split(|b| *b == b'\n')
+            .map(|raw| {
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let raw = &raw[..raw.len().min(MAX_LINE)];
+                let message = String::from_utf8_lossy(raw).into_owned();
+                let mut fields = BTreeMap::from([("stream".to_owned(), stream.to_owned())]);
+                if let Some(pid) = &pid {
+                    fields.insert("pid".to_owned(), pid.clone());
+                }
+                LogEntry {
+                    ts: ts.to_owned(),
+                    level: infer_level(&message),
+                    service: self.id.clone(),
+                    message,
+                    fields,
+                }
+            })
+            .collect()
+    }
+
+    /// Redacts `entries`, appends them to the file, keeps them in the tail and publishes them.
+    fn record(&self, mut entries: Vec<LogEntry>) {
+        if let Ok(redactor) = self.redactor.read()
+            && !redactor.is_empty()
         {
-            self.size += line.len() as u64;
-        }
-        if self.size >= ROTATE_BYTES {
-            self.rotate();
-        }
-        None
-    }
-
-    fn rotate(&mut self) {
-        if let Some(mut writer) = self.writer.take() {
-            let _ = writer.flush();
-        }
-        kojibox_home::fs::rotate(&self.path, ROTATE_KEEP);
-        self.size = 0;
-    }
-}
-
-/// `text` as a terminal would show it, for matching: ANSI escape sequences and NUL (and other
-/// invisible control) characters dropped, every character lowercased; each kept character with
-/// the byte range of `text` it came from.
-fn fold(text: &str) -> Vec<(char, std::ops::Range<usize>)> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '\u{1b}' => skip_escape(&mut chars),
-            // CSI as one C1 character.
-            '\u{9b}' => skip_csi(&mut chars),
-            '\t' => out.push((c, at..at + 1)),
-            c if c.is_control() => {}
-            c => {
-                let range = at..at + c.len_utf8();
-                out.extend(c.to_lowercase().map(|l| (l, range.clone())));
-            }
-        }
-    }
-    out
-}
-
-type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
-
-/// Skips what follows an ESC: a CSI (`ESC [ … final`), an OSC or another string (`ESC ] …`
-/// ended by BEL or `ESC \`), or a two-character sequence.
-fn skip_escape(chars: &mut Chars<'_>) {
-    match chars.next() {
-        Some((_, '[')) => skip_csi(chars),
-        Some((_, ']' | 'P' | 'X' | '^' | '_')) => {
-            while let Some((_, c)) = chars.next() {
-                if c == '\u{7}' {
-                    break;
-                }
-                if c == '\u{1b}' {
-                    chars.next_if(|(_, c)| *c == '\\');
-                    break;
+            for entry in &mut entries {
+                if let std::borrow::Cow::Owned(redacted) = redactor.line(&entry.message) {
+                    entry.message = redacted;
                 }
             }
         }
-        // Intermediate bytes, then the final one (`ESC ( B`).
-        Some((_, ' '..='/')) => {
-            while chars.next_if(|(_, c)| (' '..='/').contains(c)).is_some() {}
-            chars.next();
-        }
-        _ => {}
-    }
-}
-
-/// Skips a CSI's parameter and intermediate bytes and its final byte.
-fn skip_csi(chars: &mut Chars<'_>) {
-    while chars
-        .next_if(|(_, c)| ('\u{20}'..='\u{3f}').contains(c))
-        .is_some()
-    {}
-    chars.next_if(|(_, c)| ('\u{40}'..='\u{7e}').contains(c));
-}
-
-/// `line` with every occurrence of a value of `folded` (values already [`fold`]ed, longest
-/// first) replaced by [`REDACTED`], matched on the line as [`fold`] shows it: any case, across
-/// escapes and NULs. A run of escapes inside a match goes with it.
-fn redact_line(line: &str, folded: &[String]) -> String {
-    let shown = fold(line);
-    let text: Vec<char> = shown.iter().map(|(c, _)| *c).collect();
-    let mut hidden = vec![false; line.len()];
-    let mut any = false;
-    for value in folded {
-        let value: Vec<char> = value.chars().collect();
-        if value.is_empty() || value.len() > text.len() {
-            continue;
-        }
-        let mut i = 0;
-        while i + value.len() <= text.len() {
-            if text[i..i + value.len()] == value[..] {
-                let (start, end) = (shown[i].1.start, shown[i + value.len() - 1].1.end);
-                hidden[start..end].iter_mut().for_each(|h| *h = true);
-                any = true;
-                i += value.len();
-            } else {
-                i += 1;
+        let mut refused = None;
+        if let Ok(mut writer) = self.writer.lock() {
+            let mut line = Vec::with_capacity(256);
+            for entry in &entries {
+                line.clear();
+                if serde_json::to_writer(&mut line, entry).is_ok() {
+                    line.push(b'\n');
+                    refused = refused.or(writer.append(&line));
+                }
             }
         }
-    }
-    if !any {
-        return line.to_owned();
-    }
-    let mut out = String::with_capacity(line.len());
-    let mut in_secret = false;
-    for (at, c) in line.char_indices() {
-        if hidden[at] {
-            if !in_secret {
-                out.push_str(REDACTED);
-                in_secret = true;
+        if let Some(refused) = refused {
+            // Once: the file is not written, and the reason is where the user looks first.
+            let ts = entries
+                .first()
+                .map_or_else(kojibox_home::clock::now, |e| e.ts.clone());
+            entries.insert(
+                0,
+                LogEntry {
+                    ts,
+                    level: LogLevel::Error,
+                    service: self.id.clone(),
+                    message: format!("kojibox is not writing this log to a file: {refused}"),
+                    fields: BTreeMap::from([("stream".to_owned(), "kojibox".to_owned())]),
+                },
+            );
+        }
+        // No subscriber is fine; a lagging one loses lines rather than slowing anything.
+        if self.events.receiver_count() > 0 {
+            for entry in &entries {
+                let _ = self.events.send(Event::ServiceLogLine(entry.clone()));
             }
-        } else {
-            out.push(c);
-            in_secret = false;
+        }
+        if let Ok(mut tail) = self.tail.lock() {
+            let extra = (tail.len() + entries.len()).saturating_sub(TAIL_LINES);
+            let extra = extra.min(tail.len());
+            tail.drain(..extra);
+            let skip = entries.len().saturating_sub(TAIL_LINES);
+            tail.extend(entries.into_iter().skip(skip));
         }
     }
-    out
+
+    fn flush(&self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.flush();
+        }
+    }
 }
 
-/// Reads lines from a child's pipe into `sink` until the pipe closes.
+/// Reads a child's pipe into `sink` until it closes, then waits until its lines are written.
+///
+/// Only whole lines are queued; a line longer than [`MAX_LINE`] is cut there and the rest of it
+/// skipped.
 pub async fn pump(
-    pipe: impl AsyncRead + Unpin,
+    mut pipe: impl AsyncRead + Unpin,
     stream: &'static str,
     pid: u32,
-    sink: std::sync::Arc<LogSink>,
+    sink: Arc<LogSink>,
 ) {
-    let mut reader = BufReader::with_capacity(64 << 10, pipe);
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut carry: Vec<u8> = Vec::new();
+    let mut skipping = false;
     loop {
-        buf.clear();
-        match read_line_capped(&mut reader, &mut buf).await {
+        let read = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
-                }
-                sink.line(&String::from_utf8_lossy(&buf), stream, Some(pid));
-                if reader.buffer().is_empty() {
-                    sink.flush();
-                }
-            }
-        }
-    }
-    sink.flush();
-}
-
-/// Reads one line, keeping at most [`MAX_LINE`] bytes of it (the rest is skipped).
-async fn read_line_capped<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(total);
-        }
-        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
-            Some(i) => (&available[..=i], true),
-            None => (available, false),
+            Ok(read) => read,
         };
-        let room = MAX_LINE.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = chunk.len();
-        total += used;
-        reader.consume(used);
-        if done {
-            return Ok(total);
+        let mut data = &buf[..read];
+        if skipping {
+            match memchr::memchr(b'\n', data) {
+                Some(end) => {
+                    data = &data[end + 1..];
+                    skipping = false;
+                }
+                None => continue,
+            }
+        }
+        match memchr::memrchr(b'\n', data) {
+            Some(end) => {
+                let mut lines = std::mem::take(&mut carry);
+                lines.extend_from_slice(&data[..=end]);
+                carry.extend_from_slice(&data[end + 1..]);
+                sink.lines(lines, stream, Some(pid));
+            }
+            None => carry.extend_from_slice(data),
+        }
+        if carry.len() > MAX_LINE {
+            let mut cut = std::mem::take(&mut carry);
+            cut.truncate(MAX_LINE);
+            cut.push(b'\n');
+            sink.lines(cut, stream, Some(pid));
+            skipping = true;
         }
     }
-}
-
-/// The level a line announces: `ERROR`, `FATAL`, `PANIC`, `CRITICAL` -> error; `WARN`,
-/// `WARNING` -> warn; `DEBUG`, `TRACE` -> debug; otherwise info. Only whole words near the start
-/// count (`level=error`, `[WARN]`, PostgreSQL's `FATAL:`), so a message that merely mentions an
-/// error later on stays info.
-pub fn infer_level(line: &str) -> LogLevel {
-    let head: String = line
-        .chars()
-        .take(96)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let mut level = LogLevel::Info;
-    for word in head
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        let found = match word {
-            "error" | "err" | "fatal" | "panic" | "critical" | "crit" | "emerg" | "alert" => {
-                LogLevel::Error
-            }
-            "warn" | "warning" => LogLevel::Warn,
-            "debug" | "trace" | "debug1" | "debug2" | "debug3" | "debug4" | "debug5" => {
-                LogLevel::Debug
-            }
-            _ => continue,
-        };
-        // The first level word wins: it is the line's own level, not something it mentions.
-        level = found;
-        break;
+    if !carry.is_empty() {
+        carry.push(b'\n');
+        sink.lines(carry, stream, Some(pid));
     }
-    level
+    sink.settle().await;
 }
 
 #[cfg(test)]
@@ -472,6 +525,7 @@ mod tests {
             sink.line(line, "stdout", None);
         }
         sink.note(LogLevel::Info, "note with hunter2-long");
+        sink.flush();
         let lines: Vec<String> = sink.tail(10).into_iter().map(|e| e.message).collect();
         assert_eq!(
             lines,
@@ -509,6 +563,7 @@ mod tests {
         ] {
             sink.line(line, "stdout", None);
         }
+        sink.flush();
         let lines: Vec<String> = sink.tail(10).into_iter().map(|e| e.message).collect();
         assert_eq!(
             lines,
@@ -613,6 +668,7 @@ mod tests {
         for i in 0..TAIL_LINES + 10 {
             sink.line(&format!("line {i}"), "stdout", Some(1));
         }
+        sink.flush();
         let tail = sink.tail(3);
         let messages: Vec<_> = tail.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(
@@ -645,27 +701,109 @@ mod tests {
     }
 
     #[test]
-    fn files_rotate_by_size() {
+    fn files_are_sealed_by_size_into_numbered_segments() {
         let (tx, _rx) = broadcast::channel(4);
         let dir = tempfile::tempdir().unwrap();
         let sink = LogSink::new("big", &Home::at(dir.path()).unwrap(), tx);
+        let segment = store::Limits::default().segment;
         let line = "x".repeat(8000);
-        for _ in 0..(ROTATE_BYTES / 8000) * 2 + 10 {
+        for i in 0..(segment / 8000) * 2 + 10 {
             sink.line(&line, "stdout", None);
+            if i % 100 == 0 {
+                // Not a flood: nothing is dropped.
+                sink.flush();
+            }
         }
         sink.flush();
-        assert!(dir.path().join("app/logs/big.1.jsonl").is_file());
-        assert!(
-            std::fs::metadata(dir.path().join("app/logs/big.1.jsonl"))
+        let len = |name: &str| {
+            std::fs::metadata(dir.path().join("app/logs").join(name))
                 .unwrap()
                 .len()
-                >= ROTATE_BYTES
+        };
+        assert!(len("big.000001.jsonl") >= segment);
+        assert!(len("big.000002.jsonl") >= segment);
+        assert!(len("big.jsonl") < segment);
+        let segments = store::segments(&Home::at(dir.path()).unwrap(), "big");
+        assert_eq!(segments.iter().map(|s| s.n).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_flood_drops_the_oldest_queued_lines_and_says_how_many() {
+        let (tx, _rx) = broadcast::channel(4);
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LogSink::new("flood", &Home::at(dir.path()).unwrap(), tx);
+        // The thread is held up (it needs the redactor to write), so the queue fills.
+        let hold = sink.shared.redactor.write().unwrap();
+        let chunk: Vec<u8> = (0..1000)
+            .flat_map(|i| format!("line {i:0>1019}\n").into_bytes())
+            .collect();
+        assert_eq!(chunk.len(), 1000 * 1025);
+        let chunks = QUEUE_BYTES / chunk.len() + 3;
+        for _ in 0..chunks {
+            sink.lines(chunk.clone(), "stdout", Some(7));
+        }
+        sink.line("the last line", "stdout", Some(7));
+        drop(hold);
+        sink.flush();
+        let file = std::fs::read_to_string(dir.path().join("app/logs/flood.jsonl")).unwrap();
+        let entries: Vec<LogEntry> = file
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let drops: Vec<&LogEntry> = entries
+            .iter()
+            .filter(|e| e.fields.contains_key("dropped"))
+            .collect();
+        assert_eq!(drops.len(), 1, "one report for one gap");
+        assert_eq!(drops[0].level, LogLevel::Warn);
+        let dropped: usize = drops[0].fields["dropped"].parse().unwrap();
+        let kept = entries
+            .iter()
+            .filter(|e| e.fields.get("pid").is_some_and(|p| p == "7"))
+            .count();
+        assert_eq!(
+            kept + dropped,
+            chunks * 1000 + 1,
+            "every line written or counted"
         );
+        // The thread may hold one chunk when it stalls; the queue holds the rest.
+        assert!(dropped >= 2000, "{dropped}");
+        assert_eq!(entries.last().unwrap().message, "the last line");
+        // The report sits where the lines went missing: after at most the chunk the thread
+        // held when it stalled, before every line that was still queued.
+        let at = entries
+            .iter()
+            .position(|e| e.fields.contains_key("dropped"))
+            .unwrap();
+        assert!(at <= 1000, "{at}");
+        assert!(entries[at + 1..].len() >= (QUEUE_BYTES / chunk.len()) * 1000 - 1000);
+    }
+
+    #[test]
+    fn notes_and_lines_are_written_in_time_order() {
+        let (tx, _rx) = broadcast::channel(4);
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LogSink::new("order", &Home::at(dir.path()).unwrap(), tx);
+        for i in 0..5000 {
+            if i % 7 == 0 {
+                sink.note(LogLevel::Info, format!("note {i}"));
+            } else {
+                sink.line(&format!("line {i}"), "stdout", None);
+            }
+        }
+        sink.flush();
+        let file = std::fs::read_to_string(dir.path().join("app/logs/order.jsonl")).unwrap();
+        let entries: Vec<LogEntry> = file
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 5000);
+        assert!(entries.windows(2).all(|w| w[0].ts <= w[1].ts));
         assert!(
-            std::fs::metadata(dir.path().join("app/logs/big.jsonl"))
-                .unwrap()
-                .len()
-                < ROTATE_BYTES
+            entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.message.ends_with(&format!(" {i}")))
         );
     }
 }

@@ -77,7 +77,8 @@ fn without_a_daemon_every_client_command_says_so_and_fails() {
         &["--json", "status"],
         &["rpc", "services.list"],
         &["start", "web", "--wait"],
-        &["logs", "worker", "-n", "5"],
+        // Stored lines are read without a daemon; following them needs one.
+        &["logs", "worker", "-n", "5", "-f"],
         &["events"],
         &["restart", "worker"],
     ];

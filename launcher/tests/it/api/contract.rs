@@ -97,6 +97,8 @@ const MAPS: &[&str] = &["env", "fields", "overrides"];
 const NUMBER_MAPS: &[&str] = &["ports"];
 /// Keys the contract declares `T | null`.
 const NULLABLE: &[&str] = &["pid", "lastError"];
+/// Documented additions an answer may carry beside the contract's keys (docs/api.md).
+const ADDED: &[&str] = &["cursor", "services"];
 
 /// Fails unless `actual` has the shape of the contract's `example`: the same keys at every level
 /// (maps aside), the same JSON types, a null only where the contract allows one, and only the
@@ -118,9 +120,13 @@ fn shape(c: &Contract, path: &str, key: &str, example: &Value, actual: &Value) {
         (Value::Object(e), Value::Object(a)) => {
             let keys =
                 |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<BTreeSet<_>>();
+            let answered: BTreeSet<String> = keys(a)
+                .into_iter()
+                .filter(|k| !ADDED.contains(&k.as_str()) || e.contains_key(k))
+                .collect();
             assert_eq!(
                 keys(e),
-                keys(a),
+                answered,
                 "{path}: not the contract's keys\ncontract: {example}\nanswer:   {actual}"
             );
             for (k, v) in e {
@@ -497,6 +503,36 @@ fn every_contract_request_example_gets_the_contract_result() {
     let request = json!({"method": "updater.rollback", "params": {}});
     result::<methods::UpdaterRollback>(c, &send(&request), &c.responses["updater.apply"]);
     assert_eq!(api.env.manifest().version, "1.0.0");
+
+    // Observability: the example's postgres log, queried and exported; metrics; diagnostics.
+    let logs = api.env.at("app/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let entry = &c.responses["logs.query"]["result"][0];
+    std::fs::write(logs.join("postgres.jsonl"), format!("{entry}\n")).unwrap();
+    let m = "logs.query";
+    let entries = result::<methods::LogsQuery>(c, &send(&c.requests[m]), &c.responses[m]);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(serde_json::to_value(&entries[0].entry).unwrap(), *entry);
+    let m = "logs.export";
+    let path = result::<methods::LogsExport>(c, &send(&c.requests[m]), &c.responses[m]);
+    assert!(
+        path.starts_with("app/logs/exports/postgres-info-"),
+        "{path}"
+    );
+    assert!(
+        std::fs::read_to_string(api.env.at(&path))
+            .unwrap()
+            .contains("postgres: ready")
+    );
+    let m = "metrics.snapshot";
+    let metrics = result::<methods::MetricsSnapshot>(c, &send(&c.requests[m]), &c.responses[m]);
+    assert!(
+        !metrics.ports_in_use.is_empty(),
+        "the API's own port: {metrics:?}"
+    );
+    let m = "diagnostics.create";
+    let diag = result::<methods::DiagnosticsCreate>(c, &send(&c.requests[m]), &c.responses[m]);
+    assert!(api.env.at(&diag.path).is_file(), "{diag:?}");
 
     // Every other method of the contract is known but not served yet: it must say so.
     for method in &c.methods {

@@ -145,15 +145,16 @@ fn a_stalled_consumer_is_dropped_and_never_slows_the_daemon() {
 
         let started = Instant::now();
         api.rpc("services.start", json!({"id": "chatty"}));
-        let last_line = || {
-            let tail = api.call::<methods::ServicesLogs>(json!({"id": "chatty", "tail": 1}));
-            tail.last().map(|e| e.message.clone()).unwrap_or_default()
+        // The last line of the burst, or a note of kojibox's (its health verdict) after it.
+        let last_lines = || {
+            let tail = api.call::<methods::ServicesLogs>(json!({"id": "chatty", "tail": 3}));
+            tail.into_iter().map(|e| e.message).collect::<Vec<_>>()
         };
-        assert!(
-            eventually(WAIT, || last_line() == "burst done"),
-            "the burst did not end: {}",
-            last_line()
-        );
+        let ended = eventually(WAIT, || last_lines().iter().any(|m| m == "burst done"));
+        if !ended {
+            done.store(true, Ordering::Relaxed);
+        }
+        assert!(ended, "the burst did not end: {:?}", last_lines());
         let burst = started.elapsed();
 
         // Events still flow at once to a reader that reads.

@@ -405,8 +405,8 @@ wait"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grown_daemon_log_is_rotated_like_a_service_log() {
-    use launcher::supervisor::logs::ROTATE_BYTES;
+async fn a_grown_daemon_log_is_rotated() {
+    use launcher::daemon::DAEMON_LOG_ROTATE_BYTES as ROTATE_BYTES;
     let env = Env::for_services();
     env.install_fixtures(&[Fixture::new("alpha", "exec sleep 300")]);
     // A home that has served for months: `kojibox up` appends to what earlier daemons wrote.
