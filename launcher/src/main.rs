@@ -130,34 +130,7 @@ enum Command {
     /// own log. Times are RFC 3339 (2026-12-02T09:00:00Z) or durations before now (90s, 15m,
     /// 1h30m, 2d). Examples: `kojibox logs postgres --since 1h --level warn`,
     /// `kojibox logs --grep timeout -f`, `kojibox logs web --export`.
-    Logs {
-        /// The services (default: all of them).
-        #[arg(value_name = "SERVICE")]
-        services: Vec<String>,
-        /// How many of the newest matching entries (default 100, at most 10000; an export
-        /// takes every match unless this is given).
-        #[arg(short = 'n', long = "lines", value_name = "N")]
-        lines: Option<u32>,
-        /// Only entries at or after this time.
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Only entries before this time.
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
-        /// Only entries at this level or above.
-        #[arg(long, value_parser = parse_level, value_name = "debug|info|warn|error")]
-        level: Option<kojibox_manifests::model::LogLevel>,
-        /// Only entries whose message contains this text (any case).
-        #[arg(long, value_name = "TEXT")]
-        grep: Option<String>,
-        /// After the stored entries, keep printing new ones as they come (needs the daemon).
-        #[arg(short, long, conflicts_with = "export")]
-        follow: bool,
-        /// Write the matching entries to a file in app/logs/exports/ (0600) and print its path
-        /// (with --json: JSON lines).
-        #[arg(long)]
-        export: bool,
-    },
+    Logs(cli::logs::LogsArgs),
     /// Show CPU (percent of the whole machine), memory (MiB) and listening ports of each service
     /// (with its child processes) and of the daemon, and the daemon's uptime.
     Metrics {
@@ -284,29 +257,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restart { id, wait } => {
             cli::service::control(&home, cli::service::Action::Restart, &id, wait, json)
         }
-        Command::Logs {
-            services,
-            lines,
-            since,
-            until,
-            level,
-            grep,
-            follow,
-            export,
-        } => cli::logs::logs(
-            &home,
-            &cli::logs::LogsArgs {
-                services,
-                lines,
-                since,
-                until,
-                level,
-                grep,
-                follow,
-                export,
-            },
-            json,
-        ),
+        Command::Logs(args) => cli::logs::logs(&home, &args, json),
         Command::Metrics { watch } => cli::metrics::metrics(&home, watch, json),
         Command::Diagnose => cli::diagnose::diagnose(&home, json),
         Command::Events { filters, since } => cli::events::events(&home, &filters, since),
@@ -314,12 +265,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify => cli::verify::run(&home, json),
         Command::Dashboard { print_url } => cli::dashboard::dashboard(&home, print_url, json),
     }
-}
-
-/// A log level as `--level` takes it.
-fn parse_level(text: &str) -> Result<kojibox_manifests::model::LogLevel, String> {
-    serde_json::from_value(serde_json::Value::String(text.to_lowercase()))
-        .map_err(|_| format!("`{text}` is not a level: use debug, info, warn or error"))
 }
 
 /// The error and its causes, `: `-separated, each cause left out when the message before it

@@ -15,15 +15,40 @@ use kojibox_supervisor::logs::query::text_line;
 use launcher::client::{Client, ClientError};
 
 /// What `kojibox logs` was asked.
+#[derive(clap::Args)]
 pub(crate) struct LogsArgs {
+    /// The services (default: all of them).
+    #[arg(value_name = "SERVICE")]
     pub(crate) services: Vec<String>,
+    /// How many of the newest matching entries (default 100, at most 10000; an export
+    /// takes every match unless this is given).
+    #[arg(short = 'n', long = "lines", value_name = "N")]
     pub(crate) lines: Option<u32>,
+    /// Only entries at or after this time.
+    #[arg(long, value_name = "TIME")]
     pub(crate) since: Option<String>,
+    /// Only entries before this time.
+    #[arg(long, value_name = "TIME")]
     pub(crate) until: Option<String>,
+    /// Only entries at this level or above.
+    #[arg(long, value_parser = parse_level, value_name = "debug|info|warn|error")]
     pub(crate) level: Option<LogLevel>,
+    /// Only entries whose message contains this text (any case).
+    #[arg(long, value_name = "TEXT")]
     pub(crate) grep: Option<String>,
+    /// After the stored entries, keep printing new ones as they come (needs the daemon).
+    #[arg(short, long, conflicts_with = "export")]
     pub(crate) follow: bool,
+    /// Write the matching entries to a file in app/logs/exports/ (0600) and print its path
+    /// (with --json: JSON lines).
+    #[arg(long)]
     pub(crate) export: bool,
+}
+
+/// A log level as `--level` takes it.
+fn parse_level(text: &str) -> Result<LogLevel, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_lowercase()))
+        .map_err(|_| format!("`{text}` is not a level: use debug, info, warn or error"))
 }
 
 impl LogsArgs {

@@ -414,3 +414,35 @@ impl Drop for Api {
         }
     }
 }
+
+/// `kojibox --home H ARGS` with `input` on stdin.
+pub(crate) fn kojibox_with_input(api: &Api, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
+        .arg("--home")
+        .arg(api.env.home_dir())
+        .args(args)
+        .env_remove("KOJIBOX_HOME")
+        .env_remove("KOJIBOX_PASSPHRASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The row of a CLI table (`status`, `metrics`) whose first word is `id`, split on whitespace.
+pub(crate) fn table_row(table: &str, id: &str) -> Vec<String> {
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id));
+    let line = line.unwrap_or_else(|| panic!("no row for {id}:\n{table}"));
+    line.split_whitespace().map(str::to_owned).collect()
+}

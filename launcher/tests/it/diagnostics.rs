@@ -12,16 +12,15 @@
 //! - [`kojibox_diagnose_prints_the_path_and_what_the_zip_holds`]: the real CLI.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use kojibox_manifests::api::methods;
 use kojibox_manifests::model::{DiagnosticsBundle, LogEntry, ServiceStatus};
 use serde_json::{Value, json};
 
 use crate::api::contract::error;
-use crate::api::{Api, WAIT, eventually};
+use crate::api::{Api, WAIT, eventually, kojibox_with_input};
 use crate::support::{Fixture, mode_of, stderr, stdout, text};
 
 /// The secret store key the canary's secret is stored under (scope `app`).
@@ -554,28 +553,6 @@ fn kojibox_diagnose_prints_the_path_and_what_the_zip_holds() {
     let out = env.kojibox(&["diagnose"], None);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("kojibox up"), "{}", text(&out));
-}
-
-/// `kojibox --home H ARGS` with `input` on stdin.
-fn kojibox_with_input(api: &Api, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
-        .arg("--home")
-        .arg(api.env.home_dir())
-        .args(args)
-        .env_remove("KOJIBOX_HOME")
-        .env_remove("KOJIBOX_PASSPHRASE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// Base64, unpadded, standard or URL-safe alphabet (written here, not shared with the code

@@ -13,7 +13,7 @@ use kojibox_manifests::api::methods;
 use kojibox_manifests::model::{MetricsSnapshot, ServiceMetrics, ServiceStatus};
 use serde_json::{Value, json};
 
-use crate::api::{Api, WAIT, eventually, signal};
+use crate::api::{Api, WAIT, eventually, signal, table_row};
 use crate::support::{Fixture, stdout, text};
 
 /// A busy loop in the service's main process.
@@ -188,15 +188,6 @@ fn metrics_ports_of_a_listening_service_the_api_and_nothing_stale() {
     let after = snapshot(&api);
     assert!(row(&after, "web").ports.is_empty(), "{after:#?}");
     assert_eq!(after.ports_in_use, [api.port], "{after:#?}");
-}
-
-/// `kojibox metrics` rows, by their first word.
-fn table_row(table: &str, first: &str) -> Vec<String> {
-    let line = table
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(first));
-    let line = line.unwrap_or_else(|| panic!("no row {first}:\n{table}"));
-    line.split_whitespace().map(str::to_owned).collect()
 }
 
 #[test]

@@ -274,8 +274,19 @@ impl Ord for Found {
     }
 }
 
+/// What a stored line is to a query.
+enum Judged {
+    /// A matching entry.
+    Found(Found),
+    /// Earlier than `since`.
+    Earlier,
+    /// Not a match (or not an entry).
+    Not,
+}
+
 /// How the raw bytes of a line are matched before it is parsed.
 struct Matcher {
+    since: Option<String>,
     level: Option<LogLevel>,
     /// The lowercased text, when a line's raw bytes can be searched for it (ASCII, nothing
     /// JSON escapes).
@@ -292,6 +303,7 @@ impl Matcher {
             plain.then(|| memchr::memmem::Finder::new(text.as_bytes()).into_owned())
         });
         Matcher {
+            since: query.since.clone(),
             level: query.level,
             raw,
             contains: query.contains.clone(),
@@ -311,6 +323,45 @@ impl Matcher {
             return finder.find(lower).is_some();
         }
         true
+    }
+
+    /// What line `line` (at `offset` of segment `n` of service `id`) is to a query: a match,
+    /// earlier than `since`, or neither (a line that is not an entry counts in `skipped`).
+    fn judge(
+        &self,
+        id: &str,
+        n: u64,
+        offset: u64,
+        line: &[u8],
+        lower: &mut Vec<u8>,
+        skipped: &mut u64,
+    ) -> Judged {
+        let Some(ts) = store::ts_of(line) else {
+            *skipped += 1;
+            return Judged::Not;
+        };
+        if self.since.as_ref().is_some_and(|s| ts < s.as_bytes()) {
+            return Judged::Earlier;
+        }
+        if !self.may(line, lower) {
+            return Judged::Not;
+        }
+        let Ok(entry) = serde_json::from_slice::<LogEntry>(line) else {
+            *skipped += 1;
+            return Judged::Not;
+        };
+        if !self.matches(&entry) {
+            return Judged::Not;
+        }
+        Judged::Found(Found {
+            key: Cursor {
+                ts: ts.to_vec(),
+                service: id.to_owned(),
+                n,
+                offset,
+            },
+            entry,
+        })
     }
 
     /// Whether the parsed `entry` matches.
@@ -434,34 +485,18 @@ impl Newest<'_> {
                 self.lines = None;
                 continue;
             };
-            let Some(ts) = store::ts_of(&line) else {
-                *skipped += 1;
-                continue;
-            };
-            if self.query.since.as_ref().is_some_and(|s| ts < s.as_bytes()) {
-                // Older still are older: this service is done.
-                self.done = true;
-                break;
+            match self
+                .matcher
+                .judge(&self.id, n, offset, &line, &mut self.lower, skipped)
+            {
+                Judged::Found(found) => return Ok(Some(found)),
+                Judged::Earlier => {
+                    // Older still are older: this service is done.
+                    self.done = true;
+                    break;
+                }
+                Judged::Not => {}
             }
-            if !self.matcher.may(&line, &mut self.lower) {
-                continue;
-            }
-            let Ok(entry) = serde_json::from_slice::<LogEntry>(&line) else {
-                *skipped += 1;
-                continue;
-            };
-            if !self.matcher.matches(&entry) {
-                continue;
-            }
-            return Ok(Some(Found {
-                key: Cursor {
-                    ts: ts.to_vec(),
-                    service: self.id.clone(),
-                    n,
-                    offset,
-                },
-                entry,
-            }));
         }
         Ok(None)
     }
@@ -555,32 +590,13 @@ impl Oldest<'_> {
                 self.lines = None;
                 continue;
             };
-            let Some(ts) = store::ts_of(&line) else {
-                *skipped += 1;
-                continue;
-            };
-            if self.query.since.as_ref().is_some_and(|s| ts < s.as_bytes()) {
-                continue;
+            // Lines before `since` were skipped by bisection; one out of order is passed over.
+            if let Judged::Found(found) =
+                self.matcher
+                    .judge(&self.id, n, offset, &line, &mut self.lower, skipped)
+            {
+                return Ok(Some(found));
             }
-            if !self.matcher.may(&line, &mut self.lower) {
-                continue;
-            }
-            let Ok(entry) = serde_json::from_slice::<LogEntry>(&line) else {
-                *skipped += 1;
-                continue;
-            };
-            if !self.matcher.matches(&entry) {
-                continue;
-            }
-            return Ok(Some(Found {
-                key: Cursor {
-                    ts: ts.to_vec(),
-                    service: self.id.clone(),
-                    n,
-                    offset,
-                },
-                entry,
-            }));
         }
     }
 }

@@ -14,7 +14,7 @@ use rustix::process::Signal;
 use serde_json::{Value, json};
 
 use super::contract::error;
-use super::{Api, WAIT, eventually, request, signal};
+use super::{Api, WAIT, eventually, request, signal, table_row};
 use crate::support::{Fixture, stderr, stdout, text};
 
 /// A child killed (by pid) and reaped when dropped.
@@ -137,15 +137,6 @@ fn without_a_daemon_every_client_command_says_so_and_fails() {
     assert!(said.contains("no kojibox daemon runs"), "{all}");
 }
 
-/// `status`'s table row of `id`, split on whitespace.
-fn row(table: &str, id: &str) -> Vec<String> {
-    let line = table
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(id));
-    let line = line.unwrap_or_else(|| panic!("no row for {id}:\n{table}"));
-    line.split_whitespace().map(str::to_owned).collect()
-}
-
 #[test]
 fn up_status_rpc_stop_start_logs_events_and_down_as_a_user_runs_them() {
     let mut api = Api::home(&[]);
@@ -209,12 +200,12 @@ fn up_status_rpc_stop_start_logs_events_and_down_as_a_user_runs_them() {
     );
     let ports = format!("http:{}", api.web_port);
     assert_eq!(
-        row(&table, "web")[..4],
+        table_row(&table, "web")[..4],
         ["web", "running", &pid_of("web"), &ports],
         "{all}"
     );
     assert_eq!(
-        row(&table, "worker")[..3],
+        table_row(&table, "worker")[..3],
         ["worker", "running", &pid_of("worker")],
         "{all}"
     );

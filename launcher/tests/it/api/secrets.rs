@@ -3,39 +3,14 @@
 //! service's environment and `secrets.get`, and nothing else (no file under the home, no other
 //! API answer, no event, no daemon output). A passphrase-protected store and unknown secrets.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use kojibox_manifests::api::methods;
 use kojibox_manifests::model::ServiceStatus;
 use rustix::process::Signal;
 use serde_json::{Value, json};
 
 use super::contract::error;
-use super::{Api, WAIT, eventually, signal};
+use super::{Api, WAIT, eventually, kojibox_with_input, signal};
 use crate::support::{Fixture, stderr, stdout};
-
-/// `kojibox --home H ARGS` with `input` on stdin.
-fn kojibox(api: &Api, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
-        .arg("--home")
-        .arg(api.env.home_dir())
-        .args(args)
-        .env_remove("KOJIBOX_HOME")
-        .env_remove("KOJIBOX_PASSPHRASE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// Prints its secret (as a careless service would) and keeps running.
 fn canary() -> Fixture {
@@ -76,7 +51,7 @@ fn a_secret_reaches_its_service_and_secrets_get_only_and_survives_a_restart() {
     let mut api = Api::home(&[canary()]);
     let value = format!("canary-{:016x}", rand_u64());
     // Set before any daemon runs: on the files directly.
-    let out = kojibox(
+    let out = kojibox_with_input(
         &api,
         &["secrets", "set", "api-token", "--scope", "service"],
         &format!("{value}\n"),
@@ -200,9 +175,9 @@ fn an_unknown_secret_is_not_found_and_the_service_does_not_start() {
 fn a_passphrase_protected_store_needs_the_passphrase_to_start_a_service_using_it() {
     let mut api = Api::home(&[canary()]);
     let value = format!("canary-{:016x}", rand_u64());
-    let out = kojibox(&api, &["secrets", "set", "api-token"], &value);
+    let out = kojibox_with_input(&api, &["secrets", "set", "api-token"], &value);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = kojibox(
+    let out = kojibox_with_input(
         &api,
         &["secrets", "passphrase", "--stdin"],
         "correct horse\n",
@@ -230,7 +205,7 @@ fn a_passphrase_protected_store_needs_the_passphrase_to_start_a_service_using_it
     api.reaped();
 
     // A wrong one is refused at start; the right one opens the store.
-    let out = kojibox(
+    let out = kojibox_with_input(
         &api,
         &["serve", "--listen", "127.0.0.1:0", "--passphrase-stdin"],
         "wrong\n",
@@ -250,7 +225,7 @@ fn a_passphrase_protected_store_needs_the_passphrase_to_start_a_service_using_it
     signal(api.pid, Signal::TERM);
     let _ = api.child().wait();
     api.reaped();
-    let out = kojibox(&api, &["secrets", "get", "api-token"], "");
+    let out = kojibox_with_input(&api, &["secrets", "get", "api-token"], "");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("passphrase"), "{}", stderr(&out));
     assert!(!stdout(&out).contains(&value));
@@ -268,12 +243,12 @@ fn a_removed_secret_is_gone_and_no_longer_resolves_with_or_without_a_daemon() {
         ("api-token", "app"),
         ("other", "app"),
     ] {
-        let out = kojibox(&api, &["secrets", "set", key, "--scope", scope], &value);
+        let out = kojibox_with_input(&api, &["secrets", "set", key, "--scope", scope], &value);
         assert!(out.status.success(), "{}", stderr(&out));
     }
 
     // No daemon: on the files.
-    let out = kojibox(
+    let out = kojibox_with_input(
         &api,
         &["secrets", "remove", "api-token", "--scope", "service"],
         "",
@@ -285,14 +260,14 @@ fn a_removed_secret_is_gone_and_no_longer_resolves_with_or_without_a_daemon() {
         "{}",
         stdout(&out)
     );
-    let out = kojibox(
+    let out = kojibox_with_input(
         &api,
         &["secrets", "get", "api-token", "--scope", "service"],
         "",
     );
     assert!(!out.status.success(), "the removed secret is gone");
     assert!(!stdout(&out).contains(&value));
-    let out = kojibox(
+    let out = kojibox_with_input(
         &api,
         &["secrets", "remove", "api-token", "--scope", "service"],
         "",
@@ -304,7 +279,7 @@ fn a_removed_secret_is_gone_and_no_longer_resolves_with_or_without_a_daemon() {
         "{}",
         stderr(&out)
     );
-    let out = kojibox(&api, &["secrets", "get", "api-token"], "");
+    let out = kojibox_with_input(&api, &["secrets", "get", "api-token"], "");
     assert!(
         out.status.success(),
         "the app scope's is still there: {}",
@@ -341,7 +316,7 @@ fn a_removed_secret_is_gone_and_no_longer_resolves_with_or_without_a_daemon() {
         "{e:?}"
     );
 
-    let out = kojibox(&api, &["secrets", "remove", "other"], "");
+    let out = kojibox_with_input(&api, &["secrets", "remove", "other"], "");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains(&format!(
