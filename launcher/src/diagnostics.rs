@@ -1066,15 +1066,29 @@ fn zip_time(now: jiff::Timestamp) -> zip::DateTime {
         .unwrap_or_default()
 }
 
-/// `app/cache/diag-<stamp>.zip`, or `-2`, `-3`, … when that one exists.
+/// `app/cache/diag-<stamp>.zip`, or `-2`, `-3`, … after the highest of the same stamp there is:
+/// never a name an earlier zip had, even one pruned since (a name is one zip's).
 fn free_name(home: &Home, stamp: &str) -> PathBuf {
-    let mut path = home.diagnostics_zip(stamp);
-    let mut n = 2u32;
-    while std::fs::symlink_metadata(&path).is_ok() {
-        path = home.diagnostics_zip(&format!("{stamp}-{n}"));
+    let highest = std::fs::read_dir(home.diagnostics_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| zip_order(&e.file_name().to_string_lossy()))
+        .filter(|(s, _)| s == stamp)
+        .map(|(_, n)| n)
+        .max();
+    let mut n = highest.map_or(1, |n| n + 1);
+    loop {
+        let path = if n == 1 {
+            home.diagnostics_zip(stamp)
+        } else {
+            home.diagnostics_zip(&format!("{stamp}-{n}"))
+        };
+        if std::fs::symlink_metadata(&path).is_err() {
+            return path;
+        }
         n += 1;
     }
-    path
 }
 
 /// A zip's name as (stamp, number): `diag-20261202T081500Z.zip` is number 1, `…-2.zip` 2.
