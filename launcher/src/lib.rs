@@ -5,6 +5,8 @@
 //! - [`daemon`]: [`daemon::Daemon::start`] (a daemon in-process, on any port) and
 //!   [`daemon::serve`] (`kojibox serve`);
 //! - [`api`]: `POST /rpc`, `GET /events`, the guard in front of them;
+//! - [`bus`]: the daemon's event bus read in batches (a log flood costs its readers few
+//!   wake-ups);
 //! - [`local`]: `config.*` and `secrets.*`, served the same way with or without a daemon;
 //! - [`client`]: the CLI's side of the API;
 //! - [`logs`]: `logs.query` and `logs.export`, with or without a daemon;
@@ -15,6 +17,7 @@
 //! when they were the launcher's own (`launcher::install`, `launcher::supervisor`, …).
 
 pub mod api;
+pub mod bus;
 pub mod client;
 pub mod daemon;
 pub mod diagnostics;

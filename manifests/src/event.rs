@@ -5,6 +5,8 @@
 //! thing as one JSON object, `{"id": n, "event": "<name>", "data": {...}}`, which is what
 //! `kojibox events` prints, one per line.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +21,10 @@ pub enum Event {
     #[serde(rename = "service:stateChanged")]
     ServiceStateChanged(ServiceState),
     /// A service printed a line.
+    // Shared: the sink's tail and every subscriber hold the same entry (on the wire it is the
+    // entry itself).
     #[serde(rename = "service:logLine")]
-    ServiceLogLine(LogEntry),
+    ServiceLogLine(Arc<LogEntry>),
     /// A service's health check result changed.
     #[serde(rename = "service:health")]
     ServiceHealth(HealthEvent),
@@ -69,6 +73,20 @@ impl Event {
         match serde_json::to_value(self)? {
             serde_json::Value::Object(mut map) => Ok(map.remove("data").unwrap_or_default()),
             other => Ok(other),
+        }
+    }
+
+    /// The payload alone as JSON text, serialized straight from the payload (the same text as
+    /// [`Event::data`]'s, without the intermediate value: the hub does this once per event).
+    pub fn data_json(&self) -> serde_json::Result<String> {
+        match self {
+            Event::ServiceStateChanged(d) => serde_json::to_string(d),
+            Event::ServiceLogLine(d) => serde_json::to_string(d),
+            Event::ServiceHealth(d) => serde_json::to_string(d),
+            Event::ConfigChanged(d) => serde_json::to_string(d),
+            Event::RuntimeUpdated(d) => serde_json::to_string(d),
+            Event::UpdateAvailable(d) => serde_json::to_string(d),
+            Event::UpdateProgress(d) => serde_json::to_string(d),
         }
     }
 

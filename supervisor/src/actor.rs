@@ -397,6 +397,8 @@ impl Actor {
                     );
                 }
                 if let Some(out) = child.stdout.take() {
+                    #[cfg(unix)]
+                    crate::logs::widen_pipe(&out);
                     self.ctx.tasks.spawn(crate::logs::pump(
                         out,
                         "stdout",
@@ -405,6 +407,8 @@ impl Actor {
                     ));
                 }
                 if let Some(err) = child.stderr.take() {
+                    #[cfg(unix)]
+                    crate::logs::widen_pipe(&err);
                     self.ctx.tasks.spawn(crate::logs::pump(
                         err,
                         "stderr",

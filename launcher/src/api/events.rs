@@ -30,7 +30,7 @@ pub async fn events(
         Ok(SseEvent::default()
             .id(entry.id.to_string())
             .event(entry.name)
-            .data(entry.data.as_str()))
+            .data(entry.data()))
     });
     Sse::new(all).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

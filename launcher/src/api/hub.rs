@@ -1,16 +1,19 @@
 //! The event hub behind `GET /events`.
 //!
-//! One hub task takes every event off the daemon's bus, gives it the next id, serializes it
-//! once, keeps it in a bounded replay buffer, and hands it to each connected client through that
-//! client's own bounded queue. A client whose queue is full (a slow or stalled consumer) is
+//! One hub task takes every event off the daemon's bus, gives it the next id, keeps it in a
+//! bounded replay buffer, and hands it to each connected client through that client's own
+//! bounded queue. An event is serialized once, when a client first sends it: a flood of log
+//! lines nobody watches costs the hub no JSON. A client whose queue is full (a slow or stalled consumer) is
 //! dropped, never waited for; it can reconnect with `Last-Event-ID` and get what it missed, as
 //! long as the buffer still holds it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kojibox_manifests::event::Event;
 use tokio::sync::{broadcast, mpsc};
+
+use crate::bus::{Batches, Next};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,15 +22,24 @@ pub const REPLAY: usize = 4096;
 /// Events queued per client before it counts as stalled and is dropped.
 pub const CLIENT_QUEUE: usize = 1024;
 
-/// One serialized event.
+/// One numbered event.
 #[derive(Debug)]
 pub struct Entry {
     /// Increasing id.
     pub id: u64,
     /// The contract's event name.
     pub name: &'static str,
-    /// The payload as JSON.
-    pub data: String,
+    event: Event,
+    /// The payload as JSON, made on first use.
+    data: OnceLock<String>,
+}
+
+impl Entry {
+    /// The payload as JSON (serialized once, whoever asks first).
+    pub fn data(&self) -> &str {
+        self.data
+            .get_or_init(|| self.event.data_json().unwrap_or_else(|_| "null".into()))
+    }
 }
 
 /// The hub.
@@ -47,7 +59,7 @@ impl EventHub {
     /// Starts a hub fed by `bus`, its feeder a task of `tasks` (it ends when the bus closes or
     /// `stop` is cancelled).
     pub fn start(
-        mut bus: broadcast::Receiver<Event>,
+        bus: broadcast::Receiver<Event>,
         tasks: &TaskTracker,
         stop: CancellationToken,
     ) -> Arc<EventHub> {
@@ -60,16 +72,11 @@ impl EventHub {
         }
         let feeder = Arc::clone(&hub);
         tasks.spawn(async move {
-            loop {
-                let received = tokio::select! {
-                    received = bus.recv() => received,
-                    () = stop.cancelled() => return,
-                };
-                match received {
-                    Ok(event) => feeder.publish(&event),
-                    // The bus outran us: those events are gone; ids stay increasing.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
+            let mut batches = Batches::new(bus);
+            // Lost events (the bus outran us) are gone; ids stay increasing.
+            while let Next::Events { events, .. } = batches.next(&stop).await {
+                for event in events {
+                    feeder.publish(event);
                 }
             }
         });
@@ -77,11 +84,7 @@ impl EventHub {
     }
 
     /// Numbers, buffers and fans out one event.
-    pub fn publish(&self, event: &Event) {
-        let data = event
-            .data()
-            .map(|d| d.to_string())
-            .unwrap_or_else(|_| "null".into());
+    pub fn publish(&self, event: Event) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -89,7 +92,8 @@ impl EventHub {
         let entry = Arc::new(Entry {
             id: state.next_id,
             name: event.name(),
-            data,
+            event,
+            data: OnceLock::new(),
         });
         if state.ring.len() == REPLAY {
             state.ring.pop_front();
@@ -145,13 +149,13 @@ mod tests {
     fn ids_increase_and_replay_starts_after_the_last_seen() {
         let hub = EventHub::default();
         for n in 0..5 {
-            hub.publish(&event(n));
+            hub.publish(event(n));
         }
         let (replay, _rx) = hub.subscribe(Some(3));
         let ids: Vec<u64> = replay.iter().map(|e| e.id).collect();
         assert_eq!(ids, [4, 5]);
         assert_eq!(replay[0].name, "update:available");
-        assert_eq!(replay[0].data, r#"{"version":"1.0.3"}"#);
+        assert_eq!(replay[0].data(), r#"{"version":"1.0.3"}"#);
         let (replay, _rx) = hub.subscribe(None);
         assert!(replay.is_empty());
     }
@@ -162,7 +166,7 @@ mod tests {
         let (_, stalled) = hub.subscribe(None);
         let (_, mut live) = hub.subscribe(None);
         for n in 0..(CLIENT_QUEUE as u32 + 5) {
-            hub.publish(&event(n));
+            hub.publish(event(n));
             while let Ok(e) = live.try_recv() {
                 assert!(e.id > 0);
             }
@@ -175,7 +179,7 @@ mod tests {
     fn replay_is_bounded() {
         let hub = EventHub::default();
         for n in 0..(REPLAY as u32 + 10) {
-            hub.publish(&event(n));
+            hub.publish(event(n));
         }
         let (replay, _rx) = hub.subscribe(Some(0));
         assert_eq!(replay.len(), REPLAY);

@@ -11,6 +11,8 @@ use kojibox_manifests::model::ServiceStatus;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::{Batches, Next};
+
 /// One thing the daemon tells whoever watches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -94,29 +96,28 @@ pub type Notices = Arc<dyn Fn(Notice) + Send + Sync>;
 /// Tells `notices` each state change and health verdict on the bus, for a person watching the
 /// terminal, until `stop`; then tells what is already on the bus and ends.
 pub(crate) async fn narrate(
-    mut rx: broadcast::Receiver<Event>,
+    rx: broadcast::Receiver<Event>,
     notices: Notices,
     stop: CancellationToken,
 ) {
-    loop {
-        let received = tokio::select! {
-            biased;
-            received = rx.recv() => received,
-            () = stop.cancelled() => break,
-        };
-        match received {
-            Ok(event) => {
-                if let Some(line) = line(&event) {
-                    notices(Notice::Service(line));
-                }
+    let tell = |events: Vec<Event>| {
+        for event in &events {
+            if let Some(line) = line(event) {
+                notices(Notice::Service(line));
             }
-            Err(broadcast::error::RecvError::Lagged(n)) => notices(Notice::Skipped(n)),
-            Err(broadcast::error::RecvError::Closed) => return,
         }
-    }
-    while let Ok(event) = rx.try_recv() {
-        if let Some(line) = line(&event) {
-            notices(Notice::Service(line));
+    };
+    let mut batches = Batches::new(rx);
+    loop {
+        match batches.next(&stop).await {
+            Next::Events { events, lagged } => {
+                if lagged > 0 {
+                    notices(Notice::Skipped(lagged));
+                }
+                tell(events);
+            }
+            Next::Stopped => return tell(batches.drain()),
+            Next::Closed => return,
         }
     }
 }

@@ -25,6 +25,9 @@ fn envelope_round_trips_for_every_event() {
         assert_eq!(envelope.id, i as u64);
         assert_eq!(serde_json::to_value(&envelope).unwrap(), wire);
         assert_eq!(envelope.event.data().unwrap(), data);
+        // The hub's text form is byte for byte the text of `data`'s value.
+        let text = envelope.event.data_json().unwrap();
+        assert_eq!(text, envelope.event.data().unwrap().to_string(), "{name}");
         assert_eq!(
             Event::from_parts(name, data.clone()).unwrap(),
             envelope.event
