@@ -398,23 +398,13 @@ impl Actor {
                 }
                 if let Some(out) = child.stdout.take() {
                     #[cfg(unix)]
-                    crate::logs::widen_pipe(&out);
-                    self.ctx.tasks.spawn(crate::logs::pump(
-                        out,
-                        "stdout",
-                        pid,
-                        Arc::clone(&self.logs),
-                    ));
+                    let out = out.into_owned_fd();
+                    self.pump(out, "stdout", pid);
                 }
                 if let Some(err) = child.stderr.take() {
                     #[cfg(unix)]
-                    crate::logs::widen_pipe(&err);
-                    self.ctx.tasks.spawn(crate::logs::pump(
-                        err,
-                        "stderr",
-                        pid,
-                        Arc::clone(&self.logs),
-                    ));
+                    let err = err.into_owned_fd();
+                    self.pump(err, "stderr", pid);
                 }
                 if let Some(watchdog) = &self.ctx.watchdog {
                     watchdog.watch(pid);
@@ -453,6 +443,39 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Reads one of the child's pipes into its log until it closes (on Unix from a plain
+    /// thread, the pipe widened: see `logs`).
+    #[cfg(unix)]
+    fn pump(&self, pipe: std::io::Result<std::os::fd::OwnedFd>, stream: &'static str, pid: u32) {
+        match pipe {
+            Ok(fd) => {
+                crate::logs::widen_pipe(&fd);
+                let sink = Arc::clone(&self.logs);
+                self.ctx
+                    .tasks
+                    .spawn(crate::logs::pump_fd(fd, stream, pid, sink));
+            }
+            Err(e) => self.logs.note(
+                LogLevel::Warn,
+                format!("the service's {stream} cannot be read, so it is not logged: {e}"),
+            ),
+        }
+    }
+
+    /// Reads one of the child's pipes into its log until it closes.
+    #[cfg(not(unix))]
+    fn pump(
+        &self,
+        pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        stream: &'static str,
+        pid: u32,
+    ) {
+        let sink = Arc::clone(&self.logs);
+        self.ctx
+            .tasks
+            .spawn(crate::logs::pump(pipe, stream, pid, sink));
     }
 
     fn exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
