@@ -147,6 +147,7 @@ pub fn build(
             source: resolved.source.clone(),
             upstream_digest: resolved.upstream_digest.clone(),
             artifact_sha256: resolved.artifact_sha256.clone(),
+            packages: resolved.packages.clone(),
         });
     }
     let spec = BundleSpec {
@@ -216,14 +217,23 @@ fn fetch_all(plan: &Plan<'_>, ctx: &FetchContext, ui: &Ui) -> Result<Vec<Resolve
             .map(|job| {
                 let bar = ui.bar(format!("fetch {}", job.label()), None);
                 scope.spawn(move || {
-                    let result = fetch::resolve(&job.target.source, ctx, &bar);
+                    let result = fetch::resolve(&job.target.source, &job.target.arch, ctx, &bar);
                     bar.finish_and_clear();
                     match &result {
-                        Ok(r) => ui.line(&format!(
-                            "fetched {}{}",
-                            job.label(),
-                            if r.from_cache { " (cached)" } else { "" }
-                        )),
+                        Ok(r) => {
+                            ui.line(&format!(
+                                "fetched {}{}",
+                                job.label(),
+                                if r.from_cache { " (cached)" } else { "" }
+                            ));
+                            for file in &r.cleared {
+                                ui.line(&format!(
+                                    "cleared {}: the setuid/setgid bit of {file} (a bundle never \
+                                     carries one)",
+                                    job.label()
+                                ));
+                            }
+                        }
                         Err(_) => ui.line(&format!("failed  {}", job.label())),
                     }
                     result.map_err(|source| Error::Fetch {

@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) only parses arguments and calls in here, so tests drive the same code.
 
 pub mod build;
+pub mod elf;
 pub mod fetch;
 pub mod inspect;
 pub mod plan;

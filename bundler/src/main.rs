@@ -58,7 +58,8 @@ enum Command {
         /// Also print the sha256 of the bundle file (read back once more when written).
         #[arg(long)]
         sha256: bool,
-        /// Print the plan of steps and do nothing.
+        /// Print the plan of steps and do nothing else (a `deb` source's packages are worked out
+        /// with apt, and listed).
         #[arg(long)]
         dry_run: bool,
     },
@@ -166,17 +167,40 @@ fn run(cli: Cli) -> Result<()> {
             let mut plan = Plan::new(&recipe, &targets, out.clone(), cache.clone(), level)
                 .map_err(bundler::Error::Plan)?;
             plan.sha256 = sha256;
-            if dry_run {
-                print!("{plan}");
-                return Ok(());
-            }
-            let key = load_or_create_key(key, &out)?;
             let recipe_dir = recipe_path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
                 .to_owned();
             let ctx = FetchContext::new(cache, recipe_dir);
+            if dry_run {
+                print!("{plan}");
+                // A `deb` payload's packages are worked out from its binaries: list them.
+                for job in &plan.jobs {
+                    let closure =
+                        bundler::fetch::deb_closure(&job.target.source, &job.target.arch, &ctx)
+                            .map_err(|source| bundler::Error::Fetch {
+                                job: job.label(),
+                                source,
+                            })?;
+                    if closure.is_empty() {
+                        continue;
+                    }
+                    println!("\n{}: {} Debian packages", job.label(), closure.len());
+                    for p in closure {
+                        let why = p
+                            .needed_for
+                            .map(|n| format!("  ({n})"))
+                            .unwrap_or_else(|| "  (named in the recipe)".to_owned());
+                        println!(
+                            "  {}={} {}  sha256:{}{why}",
+                            p.name, p.version, p.arch, p.sha256
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            let key = load_or_create_key(key, &out)?;
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
             });

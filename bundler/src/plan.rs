@@ -135,6 +135,15 @@ impl fmt::Display for Plan<'_> {
                     "path {path}{}",
                     sha256.map(|s| format!(" (sha256 {s})")).unwrap_or_default()
                 ),
+                Ok(kojibox_manifests::recipe::SourceKind::Deb { packages }) => format!(
+                    "apt {} and the packages of the libraries they load (apt's index sha256 \
+                     checked)",
+                    packages
+                        .iter()
+                        .map(|(n, v)| format!("{n}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
                 Err(e) => e,
             };
             line(

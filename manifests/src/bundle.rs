@@ -115,4 +115,25 @@ pub struct Provenance {
     pub upstream_digest: Option<String>,
     /// `sha256:<hex>` of the artifact as fetched (the archive or file), or `null` for a folder.
     pub artifact_sha256: Option<String>,
+    /// Addition, `deb` sources: every Debian package in the payload, the recipe's first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<ProvenancePackage>,
+}
+
+/// One Debian package of a payload (a `deb` source).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProvenancePackage {
+    /// The package name.
+    pub name: String,
+    /// Its exact version.
+    pub version: String,
+    /// Its Debian architecture (`amd64`, `arm64`, `all`).
+    pub arch: String,
+    /// The sha256 (hex) the apt index lists for it, which the downloaded file had.
+    pub sha256: String,
+    /// `null` for a package the recipe names; else why it was added: the library and the
+    /// payload file that needs it (`libssl.so.3 for usr/bin/redis-server`).
+    #[serde(default)]
+    pub needed_for: Option<String>,
 }

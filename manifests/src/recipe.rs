@@ -140,7 +140,7 @@ impl RecipeTarget {
     }
 }
 
-/// A payload source as written in the recipe: exactly one of `npm`, `url`, `path`.
+/// A payload source as written in the recipe: exactly one of `npm`, `url`, `path`, `deb`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
@@ -153,6 +153,11 @@ pub struct Source {
     /// A local file or folder, relative to the recipe's folder or absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Debian packages with exact versions (`redis-server=5:7.0.15-1~deb12u7`), fetched with
+    /// the system's apt; the payload also gets the packages that provide the libraries their
+    /// programs load (linux targets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deb: Option<Vec<String>>,
     /// Expected sha256 (hex) of the downloaded file; required for `url`, optional for a `path`
     /// file, not allowed for a folder or `npm` (npm has its own integrity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,12 +191,37 @@ pub enum SourceKind<'a> {
         /// Lowercase hex sha256, when given.
         sha256: Option<&'a str>,
     },
+    /// `deb = ["name=version", ...]`.
+    Deb {
+        /// `(name, version)` of each package, in the recipe's order.
+        packages: Vec<(&'a str, &'a str)>,
+    },
 }
 
 impl Source {
     /// The validated form. [`Recipe::parse`] has already checked it, so on a parsed recipe this
     /// only fails for a hand-built `Source`.
     pub fn kind(&self) -> Result<SourceKind<'_>, String> {
+        if let Some(specs) = &self.deb {
+            if self.npm.is_some() || self.url.is_some() || self.path.is_some() {
+                return Err("a source takes only one of `npm`, `url`, `path` or `deb`".into());
+            }
+            if self.sha256.is_some() || self.strip.is_some() {
+                return Err(
+                    "`sha256` and `strip` are not used with `deb`: apt checks each \
+                            package against the archive's signed index"
+                        .into(),
+                );
+            }
+            if specs.is_empty() {
+                return Err("`deb` needs at least one package: `[\"name=version\"]`".into());
+            }
+            let packages = specs
+                .iter()
+                .map(|spec| split_deb_spec(spec))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(SourceKind::Deb { packages });
+        }
         match (&self.npm, &self.url, &self.path) {
             (Some(spec), None, None) => {
                 if self.sha256.is_some() {
@@ -219,8 +249,8 @@ impl Source {
                     sha256: self.sha256.as_deref(),
                 })
             }
-            (None, None, None) => Err("a source needs one of `npm`, `url` or `path`".into()),
-            _ => Err("a source takes only one of `npm`, `url` or `path`".into()),
+            (None, None, None) => Err("a source needs one of `npm`, `url`, `path` or `deb`".into()),
+            _ => Err("a source takes only one of `npm`, `url`, `path` or `deb`".into()),
         }
     }
 
@@ -243,6 +273,34 @@ fn split_npm_spec(spec: &str) -> Result<(&str, &str), String> {
         ));
     }
     Ok((package, version))
+}
+
+/// `name=version`, both as Debian spells them.
+fn split_deb_spec(spec: &str) -> Result<(&str, &str), String> {
+    let (name, version) = spec.split_once('=').ok_or_else(|| {
+        format!("deb package `{spec}` needs an exact version: `name=version` (see `apt-cache policy {spec}`)")
+    })?;
+    let name_ok = name.len() >= 2
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    if !name_ok {
+        return Err(format!(
+            "deb package `{spec}`: `{name}` is not a Debian package name"
+        ));
+    }
+    let version_ok = !version.is_empty()
+        && version.as_bytes()[0].is_ascii_digit()
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".+~:-".contains(&b));
+    if !version_ok {
+        return Err(format!(
+            "deb package `{spec}`: `{version}` is not a Debian version (`5:7.0.15-1~deb12u7`)"
+        ));
+    }
+    Ok((name, version))
 }
 
 fn check_sha256(hex: &str) -> Result<(), String> {
@@ -420,10 +478,19 @@ impl Recipe {
                 if let Some(links) = &target.symlinks_from {
                     check_relative(links).map_err(|why| (at_target("symlinksFrom"), why))?;
                 }
-                target
+                let kind = target
                     .source
                     .kind()
                     .map_err(|why| (at_target("source"), why))?;
+                if matches!(kind, SourceKind::Deb { .. }) && target.os != "linux" {
+                    return Err((
+                        at_target("source"),
+                        format!(
+                            "`deb` packages are for linux targets, not `{}`",
+                            target.triple()
+                        ),
+                    ));
+                }
             }
             for (d, dep) in service.definition.depends_on.iter().enumerate() {
                 if !self.services.iter().any(|s| &s.name == dep) {

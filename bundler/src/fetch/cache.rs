@@ -24,7 +24,7 @@ pub(crate) struct Cache {
 impl Cache {
     /// Opens the cache, creating its folders when missing.
     pub(crate) fn open(root: &Path) -> Result<Cache, FetchError> {
-        for sub in ["blobs/sha256", "npm", "unpacked", "tmp"] {
+        for sub in ["blobs/sha256", "npm", "deb", "unpacked", "tmp"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(|e| FetchError::io("create cache folder", dir, e))?;
         }
@@ -48,6 +48,11 @@ impl Cache {
     pub(crate) fn npm_record(&self, package: &str, version: &str) -> PathBuf {
         let name = format!("{}@{version}.json", package.replace('/', "+"));
         self.root.join("npm").join(name)
+    }
+
+    /// The record of a `deb` source's closure (`key`: its packages and architecture, hashed).
+    pub(crate) fn deb_record(&self, key: &str) -> PathBuf {
+        self.root.join("deb").join(format!("{key}.json"))
     }
 
     /// npm's own cache, kept apart from the user's.

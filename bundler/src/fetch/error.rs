@@ -86,6 +86,15 @@ pub enum FetchError {
         /// `<package>@<version>`.
         spec: String,
     },
+    /// apt or dpkg-deb could not give a `deb` source's package, or its closure does not
+    /// resolve.
+    #[error("deb {package}: {why}")]
+    Deb {
+        /// `name=version` (or the recipe's packages, for a closure).
+        package: String,
+        /// What went wrong and what to do.
+        why: String,
+    },
     /// An npm command failed or answered something unusable.
     #[error("npm could not {action} {spec}: {why}")]
     Npm {

@@ -12,6 +12,9 @@
 //!   record (`npm/<package>@<version>.json`) remembers which blob it is (see `npm.rs`).
 //! - **path**: a folder is used in place (never copied, never modified); a file is verified
 //!   against its optional sha256 and then treated like a downloaded file.
+//! - **deb**: Debian packages at exact versions, downloaded with the system's apt and checked
+//!   against the `SHA256:` of its signed index, plus the packages holding the libraries their
+//!   ELF files need, unpacked together into one payload (see `deb.rs`).
 //!
 //! A verified file then becomes a payload folder under `unpacked/`: archives are unpacked with
 //! `strip` applied and strict entry checks (see `archive.rs`); any other file is copied alone
@@ -25,6 +28,9 @@
 //! npm/<package>@<version>.json    {"integrity": "sha512-…", "sha256": "<hex>"}; `/` in a
 //!                                 scoped name is written `+`
 //! npm-cache/                      npm's own cache, private to us (so runs are reproducible)
+//! deb/<key>.json                  a `deb` source's closure: each package's name, version,
+//!                                 architecture, sha256 and why it is there
+//! unpacked/<key>-deb/             that closure unpacked
 //! unpacked/<hex>-strip<N>/        an archive unpacked with `strip = N`
 //! unpacked/<hex>-file<mode>-<name>/  a single-file payload
 //! tmp/                            `*.partial` downloads and unpack folders in progress
@@ -47,6 +53,7 @@
 mod archive;
 mod cache;
 mod context;
+mod deb;
 mod error;
 mod http;
 mod npm;
@@ -58,6 +65,7 @@ use indicatif::ProgressBar;
 use kojibox_manifests::recipe::{Source, SourceKind};
 
 pub use context::{FetchContext, HttpOptions};
+pub use deb::{HOST_BASE, debian_arch};
 pub use error::FetchError;
 
 use cache::Cache;
@@ -80,12 +88,19 @@ pub struct Resolved {
     pub artifact_sha256: Option<String>,
     /// True when nothing had to be downloaded.
     pub from_cache: bool,
+    /// `deb`: every package in the payload (the provenance lists them).
+    pub packages: Vec<kojibox_manifests::bundle::ProvenancePackage>,
+    /// `deb`: payload files whose setuid or setgid bit was cleared, when this build unpacked
+    /// it (the build names them).
+    pub cleared: Vec<String>,
 }
 
-/// Fetches, verifies and unpacks one source. Safe to call from several threads at once on the
+/// Fetches, verifies and unpacks one source for a target of architecture `arch` (`x64`,
+/// `arm64`: only `deb` sources depend on it). Safe to call from several threads at once on the
 /// same cache.
 pub fn resolve(
     source: &Source,
+    arch: &str,
     ctx: &FetchContext,
     progress: &ProgressBar,
 ) -> Result<Resolved, FetchError> {
@@ -104,6 +119,8 @@ pub fn resolve(
                 upstream_digest: Some(format!("sha256:{sha256}")),
                 artifact_sha256: Some(format!("sha256:{sha256}")),
                 from_cache,
+                packages: Vec::new(),
+                cleared: Vec::new(),
             })
         }
         SourceKind::Npm { package, version } => {
@@ -115,6 +132,8 @@ pub fn resolve(
                 upstream_digest: Some(fetched.integrity),
                 artifact_sha256: Some(format!("sha256:{}", fetched.sha256)),
                 from_cache: fetched.from_cache,
+                packages: Vec::new(),
+                cleared: Vec::new(),
             })
         }
         SourceKind::Path { path, sha256 } => {
@@ -125,7 +144,44 @@ pub fn resolve(
                 upstream_digest: sha256.map(|hex| format!("sha256:{hex}")),
                 artifact_sha256: actual.map(|hex| format!("sha256:{hex}")),
                 from_cache: true,
+                packages: Vec::new(),
+                cleared: Vec::new(),
             })
         }
+        SourceKind::Deb { packages } => {
+            let cache = Cache::open(&ctx.cache_dir)?;
+            let fetched = deb::resolve(&packages, arch, &cache, progress)?;
+            let specs: Vec<String> = packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            Ok(Resolved {
+                root: fetched.root,
+                source: format!("deb:{}", specs.join(",")),
+                // The closure record lists every package's sha256 from the apt index.
+                upstream_digest: Some(format!("sha256:{}", fetched.closure_sha256)),
+                artifact_sha256: None,
+                from_cache: fetched.from_cache,
+                packages: fetched.packages,
+                cleared: fetched.cleared,
+            })
+        }
+    }
+}
+
+/// The packages a `deb` source's payload is made of (computed with apt, downloading what it
+/// needs to read the libraries' names, when the cache does not know it yet): what
+/// `kojibox-bundle build --dry-run` lists. Other sources have none.
+pub fn deb_closure(
+    source: &Source,
+    arch: &str,
+    ctx: &FetchContext,
+) -> Result<Vec<kojibox_manifests::bundle::ProvenancePackage>, FetchError> {
+    match source
+        .kind()
+        .map_err(|why| FetchError::InvalidSource { why })?
+    {
+        SourceKind::Deb { packages } => {
+            let cache = Cache::open(&ctx.cache_dir)?;
+            deb::closure(&packages, arch, &cache)
+        }
+        _ => Ok(Vec::new()),
     }
 }

@@ -119,7 +119,7 @@ fn read_record(path: &Path) -> Option<(String, String)> {
 }
 
 /// Copies npm's tarball into our own temporary file, hashing it on the way.
-fn copy_hashed(
+pub(crate) fn copy_hashed(
     source: &Path,
     cache: &Cache,
 ) -> Result<(NamedTempFile, Vec<u8>, String), FetchError> {

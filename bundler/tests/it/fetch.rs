@@ -46,7 +46,7 @@ impl Env {
     }
 
     fn resolve(&self, source: &Source) -> Result<Resolved, FetchError> {
-        resolve(source, &self.ctx, &ProgressBar::hidden())
+        resolve(source, "x64", &self.ctx, &ProgressBar::hidden())
     }
 
     /// Asserts that no blob, partial download or unpacked folder was left behind.

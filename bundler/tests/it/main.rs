@@ -9,4 +9,5 @@
 
 mod build;
 mod cli;
+mod deb;
 mod fetch;

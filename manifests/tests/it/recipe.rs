@@ -218,3 +218,47 @@ fn duplicate_services_and_targets_are_refused() {
     assert!(err.message.contains("listed twice"), "{err}");
     assert!(err.to_string().starts_with("line "), "{err}");
 }
+
+/// A one-target recipe whose source is `source` (TOML inline table) on `os`.
+fn with_source(os: &str, source: &str) -> String {
+    format!(
+        "version = \"1.0.0\"\nsource = \"t\"\n[[service]]\nname = \"redis\"\nversion = \"7\"\n\
+         [[service.target]]\nos = \"{os}\"\narch = \"x64\"\nbinPath = \"usr/bin/redis-server\"\n\
+         source = {source}\n"
+    )
+}
+
+#[test]
+fn deb_sources_name_exact_versions_on_linux_only() {
+    let recipe = Recipe::parse(&with_source(
+        "linux",
+        r#"{ deb = ["redis-server=5:7.0.15-1~deb12u7", "libssl3=3.0.17-1~deb12u2"] }"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recipe.services[0].targets[0].source.kind().unwrap(),
+        SourceKind::Deb {
+            packages: vec![
+                ("redis-server", "5:7.0.15-1~deb12u7"),
+                ("libssl3", "3.0.17-1~deb12u2")
+            ]
+        }
+    );
+    for (source, said) in [
+        (r#"{ deb = ["redis-server"] }"#, "needs an exact version"),
+        (r#"{ deb = ["Redis=7"] }"#, "is not a Debian package name"),
+        (r#"{ deb = ["redis=latest"] }"#, "is not a Debian version"),
+        (r#"{ deb = [] }"#, "at least one package"),
+        (
+            r#"{ deb = ["redis=7"], sha256 = "00" }"#,
+            "apt checks each package",
+        ),
+        (r#"{ deb = ["redis=7"], path = "x" }"#, "only one of"),
+    ] {
+        let err = error(&with_source("linux", source)).to_string();
+        assert!(err.contains(said), "{source}: {err}");
+        assert!(err.contains("source"), "{source}: {err}");
+    }
+    let err = error(&with_source("darwin", r#"{ deb = ["redis=7"] }"#)).to_string();
+    assert!(err.contains("for linux targets, not `darwin-x64`"), "{err}");
+}
