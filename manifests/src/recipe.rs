@@ -406,6 +406,16 @@ impl Recipe {
                     ),
                 ));
             }
+            if RESERVED_SERVICE_IDS.contains(&service.name.as_str()) {
+                return Err((
+                    at(&[Key("name")]),
+                    format!(
+                        "`{}` is reserved: app/logs/{}.jsonl is kojibox's own log; name the \
+                         service otherwise (e.g. `{}-1`)",
+                        service.name, service.name, service.name
+                    ),
+                ));
+            }
             if !names.insert(service.name.as_str()) {
                 return Err((
                     at(&[Key("name")]),
@@ -535,6 +545,10 @@ impl Recipe {
         Ok(())
     }
 }
+
+/// Names no service may have: `app/logs/<name>.jsonl` is the daemon's own log (`kojibox`) and
+/// the reverse proxy's (`proxy`).
+pub const RESERVED_SERVICE_IDS: &[&str] = &["kojibox", "proxy"];
 
 /// Whether `name` is a valid service id.
 pub fn is_service_id(name: &str) -> bool {

@@ -262,3 +262,14 @@ fn deb_sources_name_exact_versions_on_linux_only() {
     let err = error(&with_source("darwin", r#"{ deb = ["redis=7"] }"#)).to_string();
     assert!(err.contains("for linux targets, not `darwin-x64`"), "{err}");
 }
+
+#[test]
+fn the_names_of_kojiboxs_own_logs_are_not_service_names() {
+    for name in ["kojibox", "proxy"] {
+        let text =
+            with_source("linux", r#"{ path = "x" }"#).replace("\"redis\"", &format!("\"{name}\""));
+        let err = error(&text).to_string();
+        assert!(err.contains(&format!("`{name}` is reserved")), "{err}");
+        assert!(err.contains("service[0].name"), "{err}");
+    }
+}
