@@ -778,6 +778,60 @@ SHA256: 3C8CD27847C6A06B6F6C29E7415A9057462A89661E3A8E2EB8DD5B2D7830BB40\n\nPack
     }
 
     #[test]
+    fn run_paths_lead_from_a_file_to_its_libraries() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            origin_relative(&p("usr/bin"), &p("usr/lib/x86_64-linux-gnu")),
+            "$ORIGIN/../lib/x86_64-linux-gnu"
+        );
+        assert_eq!(
+            origin_relative(&p("usr/lib/php/20220829"), &p("usr/lib/x86_64-linux-gnu")),
+            "$ORIGIN/../../x86_64-linux-gnu"
+        );
+        assert_eq!(
+            origin_relative(
+                &p("usr/lib/x86_64-linux-gnu"),
+                &p("usr/lib/x86_64-linux-gnu")
+            ),
+            "$ORIGIN"
+        );
+        assert_eq!(origin_relative(&p(""), &p("lib")), "$ORIGIN/lib");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn setuid_and_setgid_bits_are_cleared_and_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir
+            .path()
+            .join("usr/lib/mysql/plugin/auth_pam_tool_dir/auth_pam_tool");
+        std::fs::create_dir_all(tool.parent().unwrap()).unwrap();
+        std::fs::write(&tool, b"\x7fELF").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let group = dir.path().join("usr/bin/wall");
+        std::fs::create_dir_all(group.parent().unwrap()).unwrap();
+        std::fs::write(&group, b"x").unwrap();
+        std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o2755)).unwrap();
+        let plain = dir.path().join("usr/bin/plain");
+        std::fs::write(&plain, b"x").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cleared = clear_special_bits(dir.path()).unwrap();
+        cleared.sort();
+        assert_eq!(
+            cleared,
+            [
+                "usr/bin/wall",
+                "usr/lib/mysql/plugin/auth_pam_tool_dir/auth_pam_tool"
+            ]
+        );
+        for file in [&tool, &group, &plain] {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o755, "{}", file.display());
+        }
+    }
+
+    #[test]
     fn the_record_key_ignores_the_order_of_the_packages() {
         let a = closure_key(&[("a", "1"), ("b", "2")], "amd64");
         let b = closure_key(&[("b", "2"), ("a", "1")], "amd64");
