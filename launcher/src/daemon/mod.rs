@@ -58,6 +58,8 @@ pub use proof::{guard as prove_self_update, undone_note as self_update_undone};
 const REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// How long the daemon waits for the rest of its tasks (an update rolling back) at the end.
 const TASK_GRACE: Duration = Duration::from_secs(30);
+/// How long the runtime's blocking threads (pipe readers) get once the daemon is done.
+pub const RUNTIME_GRACE: Duration = Duration::from_secs(2);
 
 /// How to run a daemon.
 #[derive(Debug, Default)]
@@ -484,6 +486,8 @@ fn journal_notices(notices: Notices, journal: Arc<LogSink>) -> Notices {
 /// `kojibox serve`: runs the daemon until SIGINT/SIGTERM. After an update replaced kojibox
 /// itself, it stops its services (noting which ran), then executes the new kojibox in its place
 /// (same pid, same arguments), which starts them again.
+///
+/// At the end the runtime gets [`RUNTIME_GRACE`] for its blocking threads, then is left.
 pub fn serve(home: &Home, options: DaemonOptions, notices: Notices) -> Result<()> {
     // Many connections and services must not run into a low default (1,024 descriptors).
     kojibox_proc::limits::raise_open_files();
@@ -505,8 +509,12 @@ pub fn serve(home: &Home, options: DaemonOptions, notices: Notices) -> Result<()
         )
         .await?;
         daemon.join().await
-    })?;
-    drop(runtime);
+    });
+    // Not a plain drop, which waits for every blocking task: a service's pipe is read on a
+    // blocking thread until the pipe closes, and a process that escaped the service's group
+    // and kept its output open must not keep the daemon from exiting (or restarting).
+    runtime.shutdown_timeout(RUNTIME_GRACE);
+    let exit = exit?;
     if exit.restart {
         notices(Notice::Restarting { exe: exe.clone() });
         // A guard from this (known-good) image: the new kojibox must serve and bring the
