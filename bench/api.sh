@@ -17,14 +17,8 @@ trap cleanup EXIT
 chmod 755 "$work"
 
 # A bundle of three small services, so services.list has something to list.
-mkdir -p "$work/payload/bin"
-printf '#!/bin/sh\nexec sleep 100000\n' > "$work/payload/bin/svc"; chmod 755 "$work/payload/bin/svc"
-{
-  echo 'version = "1.0.0"'; echo 'source = "bench"'
-  for n in a b c; do
-    printf '[[service]]\nname = "svc-%s"\nversion = "1"\n  [[service.target]]\n  os = "linux"\n  arch = "x64"\n  binPath = "bin/svc"\n  source = { path = "%s/payload" }\n' "$n" "$work"
-  done
-} > "$work/recipe.toml"
+. bench/lib.sh
+write_sleeper_recipe "$work/recipe.toml" "$work/payload" svc-a svc-b svc-c
 "$bin/kojibox-bundle" keygen --out "$work/key" >/dev/null
 "$bin/kojibox-bundle" build "$work/recipe.toml" --key "$work/key.key" --out "$work/b.kbx" --cache "$work/cache" >/dev/null 2>&1
 "$bin/kojibox" --home "$work/home" install "$work/b.kbx" --pubkey "$work/key.pub" >/dev/null 2>&1

@@ -18,6 +18,20 @@ version = "1"
 TOML
 }
 
+# write_sleeper_recipe FILE PAYLOAD NAME...: a recipe of services NAME... (linux-x64), each
+# running PAYLOAD/bin/svc, a script that execs `sleep 100000` (written here).
+write_sleeper_recipe() {
+  local file=$1 payload=$2 n; shift 2
+  mkdir -p "$payload/bin"
+  printf '#!/bin/sh\nexec sleep 100000\n' > "$payload/bin/svc"; chmod 755 "$payload/bin/svc"
+  {
+    echo 'version = "1.0.0"'; echo 'source = "bench"'
+    for n in "$@"; do
+      printf '[[service]]\nname = "%s"\nversion = "1"\n  [[service.target]]\n  os = "linux"\n  arch = "x64"\n  binPath = "bin/svc"\n  source = { path = "%s" }\n' "$n" "$payload"
+    done
+  } > "$file"
+}
+
 # build_release PACKAGE...: a quiet, offline release build of the packages. Waits for the
 # workspace's build lock (/tmp/kojibox-cargo.lock) when it exists, so two builds never run at
 # once. Skipped when KOJIBOX_BENCH_NO_BUILD=1 (the binaries in target/release are used as they

@@ -134,7 +134,8 @@ under_kojibox() {
   rm -f "$data"/timing
   "$kojibox" --home "$work/home" serve --up > "$work/serve.log" 2>&1 &
   daemon=$!
-  wait_for "$data/timing"
+  # (In a subshell: the trap does not know this daemon.)
+  wait_for "$data/timing" || { stop_daemon; return 1; }
   stop_daemon
   local stored dropped
   stored=$(cat "$work/home/app/logs"/flood*.jsonl | grep -c '"message":"flood line' || true)
@@ -147,7 +148,7 @@ under_supervisord() {
   rm -f "$work/sv-data/timing" "$work/sv-logs/flood.log"
   "$venv/bin/supervisord" -n -c "$work/supervisord.conf" > /dev/null 2>&1 &
   daemon=$!
-  wait_for "$work/sv-data/timing"
+  wait_for "$work/sv-data/timing" || { stop_daemon; return 1; }
   stop_daemon
   echo "$(ms_of "$work/sv-data/timing") $(grep -c '^flood line' "$work/sv-logs/flood.log" || true)"
 }
@@ -200,14 +201,7 @@ lat=$(python3 bench/logs_bench.py latency "$work/home" metrics.snapshot services
 stop_daemon
 
 # 2. Query: three services installed (never started), their stores generated.
-mkdir -p "$work/qpayload/bin"
-printf '#!/bin/sh\nexec sleep 100000\n' > "$work/qpayload/bin/svc"; chmod 755 "$work/qpayload/bin/svc"
-{
-  echo 'version = "1.0.0"'; echo 'source = "bench"'
-  for n in web worker db; do
-    printf '[[service]]\nname = "%s"\nversion = "1"\n  [[service.target]]\n  os = "linux"\n  arch = "x64"\n  binPath = "bin/svc"\n  source = { path = "%s/qpayload" }\n' "$n" "$work"
-  done
-} > "$work/qrecipe.toml"
+write_sleeper_recipe "$work/qrecipe.toml" "$work/qpayload" web worker db
 "$bundle_bin" build "$work/qrecipe.toml" --key "$work/key.key" --out "$work/q.kbx" \
   --target linux-x64 --cache "$work/cache" > /dev/null 2>&1
 qhome=$store/home

@@ -93,6 +93,47 @@ pub fn debian_arch(arch: &str) -> Option<&'static str> {
     }
 }
 
+/// A source's closure, read from its record or computed (and then recorded).
+struct Recorded {
+    apt: Apt,
+    /// The record's key (also the unpacked folder's).
+    key: String,
+    closure: Vec<ProvenancePackage>,
+    /// Whether the record was there already (no apt was asked).
+    from_record: bool,
+}
+
+fn recorded(
+    packages: &[(&str, &str)],
+    arch: &str,
+    cache: &Cache,
+    progress: &ProgressBar,
+) -> Result<Recorded, FetchError> {
+    let deb_arch = debian_arch(arch).ok_or_else(|| FetchError::InvalidSource {
+        why: format!("`deb` sources are for linux x64 and arm64, not `{arch}`"),
+    })?;
+    let apt = Apt { arch: deb_arch };
+    let key = closure_key(packages, deb_arch);
+    let record = cache.deb_record(&key);
+    if let Some(closure) = read_record(&record) {
+        return Ok(Recorded {
+            apt,
+            key,
+            closure,
+            from_record: true,
+        });
+    }
+    progress.set_message(format!("apt closure of {}", spec_list(packages)));
+    let closure = compute_closure(packages, &apt, cache)?;
+    cache.write_atomic(&record, record_text(&closure).as_bytes())?;
+    Ok(Recorded {
+        apt,
+        key,
+        closure,
+        from_record: false,
+    })
+}
+
 /// Resolves `packages` (`name=version`) for `arch` (a recipe arch: `x64`, `arm64`).
 pub(crate) fn resolve(
     packages: &[(&str, &str)],
@@ -100,21 +141,13 @@ pub(crate) fn resolve(
     cache: &Cache,
     progress: &ProgressBar,
 ) -> Result<DebFetched, FetchError> {
-    let deb_arch = debian_arch(arch).ok_or_else(|| FetchError::InvalidSource {
-        why: format!("`deb` sources are for linux x64 and arm64, not `{arch}`"),
-    })?;
-    let key = closure_key(packages, deb_arch);
-    let record = cache.deb_record(&key);
-    let apt = Apt { arch: deb_arch };
-    let (closure, from_record) = match read_record(&record) {
-        Some(closure) => (closure, true),
-        None => {
-            progress.set_message(format!("apt closure of {}", spec_list(packages)));
-            (compute_closure(packages, &apt, cache)?, false)
-        }
-    };
-    let bytes = record_text(&closure);
-    let closure_sha256 = hex::encode(Sha256::digest(bytes.as_bytes()));
+    let Recorded {
+        apt,
+        key,
+        closure,
+        from_record,
+    } = recorded(packages, arch, cache, progress)?;
+    let closure_sha256 = hex::encode(Sha256::digest(record_text(&closure).as_bytes()));
     let dest = cache.unpacked(&format!("{key}-deb"));
     let mut from_cache = from_record;
     let mut cleared = Vec::new();
@@ -140,9 +173,6 @@ pub(crate) fn resolve(
         relocate(work.path())?;
         cache.publish_dir(work, &dest)?;
     }
-    if !from_record {
-        cache.write_atomic(&record, bytes.as_bytes())?;
-    }
     Ok(DebFetched {
         root: dest,
         cleared,
@@ -158,18 +188,7 @@ pub(crate) fn closure(
     arch: &str,
     cache: &Cache,
 ) -> Result<Vec<ProvenancePackage>, FetchError> {
-    let deb_arch = debian_arch(arch).ok_or_else(|| FetchError::InvalidSource {
-        why: format!("`deb` sources are for linux x64 and arm64, not `{arch}`"),
-    })?;
-    let key = closure_key(packages, deb_arch);
-    let record = cache.deb_record(&key);
-    if let Some(closure) = read_record(&record) {
-        return Ok(closure);
-    }
-    let closure = compute_closure(packages, &Apt { arch: deb_arch }, cache)?;
-    let bytes = record_text(&closure);
-    cache.write_atomic(&record, bytes.as_bytes())?;
-    Ok(closure)
+    Ok(recorded(packages, arch, cache, &ProgressBar::hidden())?.closure)
 }
 
 fn spec_list(packages: &[(&str, &str)]) -> String {
@@ -254,9 +273,9 @@ fn compute_closure(
         provided: HOST_BASE.iter().map(|s| s.to_string()).collect(),
         ..Growing::default()
     };
-    // Candidates fetched and found of no use so far (kept for a later library); `None` for a
-    // name apt cannot fetch (a virtual package).
-    let mut tried: BTreeMap<String, Option<(Stanza, PathBuf)>> = BTreeMap::new();
+    // Candidates fetched and found of no use so far (kept, with the names of their files, for a
+    // later library); `None` for a name apt cannot fetch (a virtual package).
+    let mut tried: BTreeMap<String, Option<(Stanza, PathBuf, BTreeSet<String>)>> = BTreeMap::new();
     for (name, version) in roots {
         let stanza = apt.show(name, Some(version))?;
         let blob = fetch(&stanza, apt, cache)?;
@@ -283,20 +302,21 @@ fn compute_closure(
                         let blob = fetch(&stanza, apt, cache)?;
                         let dir = work.path().join(&stanza.name);
                         unpack(&blob, &dir, &stanza.name)?;
-                        Some((stanza, dir))
+                        let names = names(&dir)?;
+                        Some((stanza, dir, names))
                     }
                     Err(_) => None,
                 };
                 tried.insert(candidate.clone(), fetched);
             }
-            if let Some(Some((_, dir))) = tried.get(&candidate)
-                && holds(dir, &soname)
+            if let Some(Some((_, _, names))) = tried.get(&candidate)
+                && names.contains(&soname)
             {
                 found = tried.remove(&candidate).flatten();
                 break;
             }
         }
-        let Some((stanza, dir)) = found else {
+        let Some((stanza, dir, _)) = found else {
             return Err(FetchError::Deb {
                 package: spec_list(roots),
                 why: format!(
@@ -451,29 +471,15 @@ fn origin_relative(from: &Path, to: &Path) -> String {
 
 /// `patchelf --set-rpath RUNPATH FILE` (patchelf writes `DT_RUNPATH`).
 fn patchelf(path: &Path, runpath: &str) -> Result<(), FetchError> {
-    let output = Command::new("patchelf")
-        .arg("--set-rpath")
-        .arg(runpath)
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| FetchError::Deb {
-            package: path.display().to_string(),
-            why: format!(
-                "could not run patchelf, which relocates deb payloads (`apt-get install \
-                 patchelf`): {e}"
-            ),
-        })?;
-    if !output.status.success() {
-        return Err(FetchError::Deb {
-            package: path.display().to_string(),
-            why: format!(
-                "patchelf --set-rpath failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        });
-    }
-    Ok(())
+    let mut command = Command::new("patchelf");
+    command.arg("--set-rpath").arg(runpath).arg(path);
+    run(
+        &mut command,
+        &path.display().to_string(),
+        "patchelf, which relocates deb payloads (`apt-get install patchelf`)",
+        "patchelf --set-rpath",
+    )
+    .map(drop)
 }
 
 /// Each library `path` needs is found through its run path inside `root`, or is the host's.
@@ -516,12 +522,12 @@ fn check_resolves(root: &Path, path: &Path, here: &Path) -> Result<(), FetchErro
     Ok(())
 }
 
-/// Whether `dir` holds a file (or link) named `soname`.
-fn holds(dir: &Path, soname: &str) -> bool {
-    files(dir).is_ok_and(|all| {
-        all.iter()
-            .any(|p| p.file_name().is_some_and(|n| n == soname))
-    })
+/// The names of the files and links under `dir`.
+fn names(dir: &Path) -> Result<BTreeSet<String>, FetchError> {
+    Ok(files(dir)?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect())
 }
 
 /// Every file and link under `dir`, depth first, sorted.
@@ -568,26 +574,45 @@ fn fetch(stanza: &Stanza, apt: &Apt, cache: &Cache) -> Result<PathBuf, FetchErro
 /// `dpkg-deb -x BLOB DIR`.
 fn unpack(blob: &Path, dir: &Path, name: &str) -> Result<(), FetchError> {
     fs::create_dir_all(dir).map_err(|e| FetchError::io("create", dir, e))?;
-    let output = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(blob)
-        .arg(dir)
+    let mut command = Command::new("dpkg-deb");
+    command.arg("-x").arg(blob).arg(dir);
+    run(
+        &mut command,
+        name,
+        "dpkg-deb (Debian's `dpkg` provides it)",
+        "dpkg-deb -x",
+    )
+    .map(drop)
+}
+
+/// Runs `command` for `package`; its output when it succeeds. Else an error naming `package`:
+/// `could not run <program>` when it cannot start, `<what> failed: <its last stderr lines>`
+/// when it fails.
+fn run(
+    command: &mut Command,
+    package: &str,
+    program: &str,
+    what: &str,
+) -> Result<std::process::Output, FetchError> {
+    let output = command
         .stdin(Stdio::null())
         .output()
         .map_err(|e| FetchError::Deb {
-            package: name.to_owned(),
-            why: format!("could not run dpkg-deb (Debian's `dpkg` provides it): {e}"),
+            package: package.to_owned(),
+            why: format!("could not run {program}: {e}"),
         })?;
     if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = err.trim().lines().rev().take(3).collect();
         return Err(FetchError::Deb {
-            package: name.to_owned(),
+            package: package.to_owned(),
             why: format!(
-                "dpkg-deb -x failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
+                "{what} failed: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
             ),
         });
     }
-    Ok(())
+    Ok(output)
 }
 
 /// One package version as the apt index describes it.
@@ -667,26 +692,9 @@ impl Apt {
         } else {
             spec
         };
-        let output = Command::new("apt-get")
-            .args(["download", "-q", &spec])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| FetchError::Deb {
-                package: spec.clone(),
-                why: format!("could not run apt-get: {e}"),
-            })?;
-        if !output.status.success() {
-            let err = String::from_utf8_lossy(&output.stderr);
-            let tail: Vec<&str> = err.lines().rev().take(3).collect();
-            return Err(FetchError::Deb {
-                package: spec,
-                why: format!(
-                    "apt-get download failed: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-                ),
-            });
-        }
+        let mut command = Command::new("apt-get");
+        command.args(["download", "-q", &spec]).current_dir(dir);
+        run(&mut command, &spec, "apt-get", "apt-get download")?;
         let deb = fs::read_dir(dir)
             .map_err(|e| FetchError::io("read the folder", dir, e))?
             .filter_map(|e| e.ok())

@@ -47,6 +47,24 @@ fn bundle(args: &[&str], path_var: Option<&str>) -> Output {
     command.output().expect("run kojibox-bundle")
 }
 
+/// `kojibox-bundle build RECIPE --cache CACHE --out OUT --key KEY`, with `PATH` set to
+/// `path_var` when given.
+fn build(recipe: &Path, cache: &Path, out: &Path, key: &Path, path_var: Option<&str>) -> Output {
+    let arg = |p: &Path| p.to_str().unwrap().to_owned();
+    let args = [
+        "build".to_owned(),
+        arg(recipe),
+        "--cache".to_owned(),
+        arg(cache),
+        "--out".to_owned(),
+        arg(out),
+        "--key".to_owned(),
+        arg(key),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bundle(&args, path_var)
+}
+
 /// A fresh signing key in `dir`: the secret key's path.
 fn keygen(dir: &Path) -> PathBuf {
     let prefix = dir.join("key");
@@ -121,19 +139,7 @@ fn a_deb_payload_holds_every_library_its_programs_load_and_rebuilds_without_apt(
     assert!(!listed.contains("libc6="), "glibc is the host's: {listed}");
 
     let first = dir.path().join("first.kbx");
-    let out = bundle(
-        &[
-            "build",
-            recipe_s,
-            "--cache",
-            cache_s,
-            "--out",
-            first.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-        None,
-    );
+    let out = build(&recipe, &cache, &first, &key, None);
     assert!(out.status.success(), "{}", text(&out));
 
     // The payload: redis, its libraries, no documentation; every library an ELF file needs is
@@ -214,19 +220,7 @@ fn a_deb_payload_holds_every_library_its_programs_load_and_rebuilds_without_apt(
 
     // Again, with no apt, no dpkg-deb, nothing on PATH at all: everything is in the cache.
     let second = dir.path().join("second.kbx");
-    let out = bundle(
-        &[
-            "build",
-            recipe_s,
-            "--cache",
-            cache_s,
-            "--out",
-            second.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-        Some("/nonexistent"),
-    );
+    let out = build(&recipe, &cache, &second, &key, Some("/nonexistent"));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("0 downloaded"), "{}", text(&out));
 }
@@ -237,19 +231,8 @@ fn a_version_apt_does_not_have_fails_the_build_naming_it_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = recipe(dir.path(), &["redis-tools=0.0.1-nope".to_owned()]);
     let out_path = dir.path().join("out.kbx");
-    let out = bundle(
-        &[
-            "build",
-            recipe.to_str().unwrap(),
-            "--cache",
-            dir.path().join("cache").to_str().unwrap(),
-            "--out",
-            out_path.to_str().unwrap(),
-            "--key",
-            keygen(dir.path()).to_str().unwrap(),
-        ],
-        None,
-    );
+    let key = keygen(dir.path());
+    let out = build(&recipe, &dir.path().join("cache"), &out_path, &key, None);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("redis-tools:amd64=0.0.1-nope"), "{said}");
