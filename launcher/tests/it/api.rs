@@ -418,11 +418,9 @@ impl Drop for Api {
 /// `kojibox --home H ARGS` with `input` on stdin.
 pub(crate) fn kojibox_with_input(api: &Api, args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
-        .arg("--home")
-        .arg(api.env.home_dir())
-        .args(args)
-        .env_remove("KOJIBOX_HOME")
+    let mut child = api
+        .env
+        .kojibox_command(args)
         .env_remove("KOJIBOX_PASSPHRASE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -5,7 +5,7 @@
 //! polled until the background sampler has two samples; nothing here times the daemon.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -256,11 +256,9 @@ fn metrics_cli_table_json_and_watch() {
 /// Runs `kojibox ARGS` until it printed `frames` lines starting with `marker` (at most 30 s),
 /// then kills it (by pid); the lines it printed.
 fn watch(api: &Api, args: &[&str], marker: &str, frames: usize) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
-        .arg("--home")
-        .arg(api.env.home_dir())
-        .args(args)
-        .env_remove("KOJIBOX_HOME")
+    let mut child = api
+        .env
+        .kojibox_command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

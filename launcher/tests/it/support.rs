@@ -285,15 +285,22 @@ impl Env {
         launcher::install::install(&self.home(), bundle, &options, &mut |_| {})
     }
 
-    /// Runs `kojibox --home <home> ARGS`, with `KOJIBOX_FAULT` set when `fault` is given.
-    pub fn kojibox<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], fault: Option<&str>) -> Output {
+    /// `kojibox --home <home> ARGS`, not yet run, with no `KOJIBOX_HOME` of the test's own
+    /// environment.
+    pub fn kojibox_command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kojibox"));
         command
             .arg("--home")
             .arg(self.home_dir())
             .args(args)
-            .env_remove("KOJIBOX_HOME")
-            .env_remove("KOJIBOX_FAULT");
+            .env_remove("KOJIBOX_HOME");
+        command
+    }
+
+    /// Runs `kojibox --home <home> ARGS`, with `KOJIBOX_FAULT` set when `fault` is given.
+    pub fn kojibox<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], fault: Option<&str>) -> Output {
+        let mut command = self.kojibox_command(args);
+        command.env_remove("KOJIBOX_FAULT");
         if let Some(fault) = fault {
             command.env("KOJIBOX_FAULT", fault);
         }

@@ -30,11 +30,9 @@ impl Drop for Killed {
 /// Runs `kojibox --home H ARGS` and waits for it, killing it (by pid) and failing the test if it
 /// runs longer than `limit`.
 fn kojibox(api: &Api, args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_kojibox"))
-        .arg("--home")
-        .arg(api.env.home_dir())
-        .args(args)
-        .env_remove("KOJIBOX_HOME")
+    let child = api
+        .env
+        .kojibox_command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

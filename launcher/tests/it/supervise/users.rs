@@ -73,11 +73,7 @@ async fn one_service_cannot_read_another_services_environment_or_data() {
     drop(store);
 
     let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_kojibox"))
-            .arg("--home")
-            .arg(env.home_dir())
-            .args(["serve", "--up"])
-            .env_remove("KOJIBOX_HOME")
+        env.kojibox_command(&["serve", "--up"])
             .env_remove("KOJIBOX_PASSPHRASE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
