@@ -4,9 +4,10 @@
 //! loading is [`crate::catalog`]'s.
 //!
 //! Placeholders (see `docs/design.md`): `${home}`, `${bin}` (the payload folder), `${data}`
-//! (`runtime/data/<name>`) expand to absolute paths; `${port.<name>}` to the service's port of
-//! that name (from the port registry, [`crate::ports`]). They expand in args, env, the health
-//! target and setup commands. An unknown placeholder is an error naming it. The default working
+//! (`runtime/data/<name>`) and `${config}` (`runtime/data/.<name>.config`, where the template's
+//! config files are rendered before each start) expand to absolute paths; `${port.<name>}` to
+//! the service's port of that name (from the port registry, [`crate::ports`]). They expand in
+//! args, env, the health target, setup commands and config files. An unknown placeholder is an error naming it. The default working
 //! folder is the home, so relative paths in args and env are relative to the home.
 //!
 //! `${secret.<key>}` (and `${secret.<scope>.<key>}`) expand only at spawn time
@@ -52,6 +53,8 @@ pub struct Definition {
     /// Secrets (scope `service`) made at the first start when missing (the template's
     /// `generateSecrets`).
     pub generate_secrets: Vec<String>,
+    /// `runtime/data/.<name>.config` (absolute): where [`Resolved::config_files`] go.
+    pub config_dir: PathBuf,
     /// Args, env and setup before expansion, with the values of the placeholders other than
     /// secrets: [`Definition::resolve`] expands them again, secrets included, at spawn time.
     raw: Raw,
@@ -62,6 +65,7 @@ struct Raw {
     args: Vec<String>,
     env: BTreeMap<String, String>,
     setup: Vec<Vec<String>>,
+    config_files: BTreeMap<String, String>,
     vars: BTreeMap<String, String>,
 }
 
@@ -79,6 +83,9 @@ pub struct Resolved {
     /// The files `${secretfile.*}` in setup names, with their contents: written for the setup
     /// commands and removed after them.
     pub secret_files: Vec<(PathBuf, String)>,
+    /// The rendered config files (path in [`Definition::config_dir`], contents), written
+    /// before every start.
+    pub config_files: Vec<(PathBuf, String)>,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -101,6 +108,7 @@ impl Definition {
         self.raw.args.iter().any(uses)
             || self.raw.env.values().any(uses)
             || self.raw.setup.iter().flatten().any(uses)
+            || self.raw.config_files.values().any(uses)
     }
 
     /// Where the setup commands' `${secretfile.*}` files are: `runtime/data/.<id>.secrets`
@@ -182,16 +190,23 @@ impl Definition {
             .iter()
             .map(|argv| argv.iter().map(|a| one(a, "setup")).collect())
             .collect::<Result<Vec<_>>>();
+        let config_files = self
+            .raw
+            .config_files
+            .iter()
+            .map(|(name, text)| Ok((self.config_dir.join(name), one(text, "config file")?)))
+            .collect::<Result<Vec<_>>>();
         if let Some(e) = failure {
             return Err(e);
         }
-        let (args, env, setup) = (args?, env?, setup?);
+        let (args, env, setup, config_files) = (args?, env?, setup?, config_files?);
         Ok(Resolved {
             args,
             env,
             setup,
             secrets: used,
             secret_files: files,
+            config_files,
         })
     }
 }
@@ -208,6 +223,7 @@ pub fn define(
     let id = binary.name.clone();
     let bin = home.payload(binary);
     let data_dir = home.data_dir(&id);
+    let config_dir = home.rendered_config(&id);
     let ports: Vec<PortDef> = match ports {
         Some(ports) => ports.to_vec(),
         None => binary
@@ -228,6 +244,10 @@ pub fn define(
         ),
         ("bin".to_owned(), bin.to_string_lossy().into_owned()),
         ("data".to_owned(), data_dir.to_string_lossy().into_owned()),
+        (
+            "config".to_owned(),
+            config_dir.to_string_lossy().into_owned(),
+        ),
     ]);
     for p in &ports {
         vars.insert(format!("port.{}", p.name), p.port.to_string());
@@ -274,6 +294,10 @@ pub fn define(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
+    // Checked here (placeholders known, secret syntax) so a bad file is refused before a start.
+    for (name, text) in &template.config_files {
+        expand(text, &format!("config file {name}"))?;
+    }
     let cwd = template
         .cwd
         .as_deref()
@@ -300,10 +324,12 @@ pub fn define(
         data_dir,
         enabled: config.is_none_or(|c| c.enabled),
         generate_secrets: template.generate_secrets.clone(),
+        config_dir,
         raw: Raw {
             args: raw_args,
             env: raw_env,
             setup: template.setup.clone(),
+            config_files: template.config_files.clone(),
             vars,
         },
     })

@@ -12,6 +12,8 @@
 //! runtime/indexes/<v>.json, <v>.sig  the signed index of every bundle installed
 //! runtime/.staging/                  where an install extracts before anything is switched
 //! runtime/services/<id>.json         service templates from the active index
+//! runtime/config/<id>/<file>         their config file templates (rendered at each start into
+//!                                    runtime/data/.<id>.config/)
 //! runtime/bin/<name>/<v>/<os>-<arch>/  payloads (read-only once installed)
 //! runtime/data/<id>/                 service data (never touched by install or update)
 //! app/keys/                          pinned public keys
@@ -143,6 +145,17 @@ impl Home {
     /// `runtime/services/<id>.json`: one service's template.
     pub fn service_template(&self, id: &str) -> PathBuf {
         self.services().join(format!("{id}.json"))
+    }
+
+    /// `runtime/config/<id>/`: one service's config file templates, from the active index.
+    pub fn config_templates(&self, id: &str) -> PathBuf {
+        self.join("runtime/config").join(id)
+    }
+
+    /// `runtime/data/.<id>.config/`: one service's config files as rendered for its last start
+    /// (`${config}`); beside its data folder, which setup programs want empty.
+    pub fn rendered_config(&self, id: &str) -> PathBuf {
+        self.join("runtime/data").join(format!(".{id}.config"))
     }
 
     /// `runtime/bin/<name>/<version>/<os>-<arch>/`: a payload folder.

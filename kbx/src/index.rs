@@ -46,6 +46,18 @@ pub fn validate_index(index: &BundleIndex) -> Result<(), Error> {
             "template {name:?} names no service of the manifest"
         ));
     }
+    // Config file names become file names (`runtime/config/<name>/<file>`).
+    for (name, template) in &index.templates {
+        if let Some(file) = template
+            .config_files
+            .keys()
+            .find(|f| !kojibox_manifests::recipe::is_config_file_name(f))
+        {
+            return invalid(format!(
+                "template {name:?}: config file name {file:?} is not a plain file name"
+            ));
+        }
+    }
     let roots: Vec<String> = index
         .manifest
         .services

@@ -92,6 +92,24 @@ pub struct ServiceTemplate {
     /// Working directory, relative to the home (default: the home).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// Config files by file name (letters, digits, `.`, `_`, `-`; not starting with `.`), as
+    /// templates with the same placeholders as args, `${secret.<key>}` included. Installed
+    /// as `runtime/config/<name>/<file>`; rendered before every start (and every setup) into
+    /// `runtime/data/.<name>.config/<file>`, which `${config}` names, 0600 and owned by the
+    /// service's user, so a moved home or a changed port is always right.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_files: BTreeMap<String, String>,
+}
+
+/// Whether `name` can be a config file's name: one plain file name of letters, digits, `.`,
+/// `_` and `-`, at most 64 bytes, not starting with `.`.
+pub fn is_config_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl ServiceTemplate {
@@ -526,6 +544,20 @@ impl Recipe {
                         ),
                     ));
                 }
+            }
+            if let Some(name) = service
+                .definition
+                .config_files
+                .keys()
+                .find(|name| !is_config_file_name(name))
+            {
+                return Err((
+                    at(&[Key("definition"), Key("configFiles")]),
+                    format!(
+                        "`{name}` is not a config file name: letters, digits, `.`, `_` and `-`, \
+                         at most 64, not starting with `.`"
+                    ),
+                ));
             }
             for (s, argv) in service.definition.setup.iter().enumerate() {
                 if argv.is_empty() || argv[0].is_empty() {

@@ -5,6 +5,7 @@ use kojibox_home::Home;
 use kojibox_home::fs::{read_json, write_atomic, write_json};
 use kojibox_kbx::read::Signed;
 use kojibox_manifests::model::RuntimeManifest;
+use kojibox_manifests::recipe::ServiceTemplate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -58,6 +59,46 @@ pub(crate) fn write_templates(home: &Home, signed: &Signed) -> Result<bool> {
         bytes.push(b'\n');
         if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
             write_atomic(home, &path, &bytes)?;
+            changed = true;
+        }
+        changed |= write_config_templates(home, name, template)?;
+    }
+    Ok(changed)
+}
+
+/// Writes `runtime/config/<name>/<file>` for each of a template's config files (only those
+/// that differ) and removes the files of that folder it no longer names.
+fn write_config_templates(home: &Home, name: &str, template: &ServiceTemplate) -> Result<bool> {
+    let dir = home.config_templates(name);
+    let mut changed = false;
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            if !template
+                .config_files
+                .contains_key(file.to_string_lossy().as_ref())
+            {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::io("remove", entry.path())(e))?;
+                changed = true;
+            }
+        }
+    }
+    if template.config_files.is_empty() {
+        let _ = std::fs::remove_dir(&dir);
+        return Ok(changed);
+    }
+    for (file, text) in &template.config_files {
+        // The reader refused any other name; a stored index altered since is refused here.
+        if !kojibox_manifests::recipe::is_config_file_name(file) {
+            return Err(Error::corrupt(
+                home.service_template(name),
+                format!("config file {file:?} is not a plain file name"),
+            ));
+        }
+        let path = dir.join(file);
+        if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+            write_atomic(home, &path, text.as_bytes())?;
             changed = true;
         }
     }

@@ -330,7 +330,8 @@ fn manifest_drift(manifest: &RuntimeManifest, signed: &Signed) -> Vec<String> {
     out
 }
 
-/// Every `runtime/services/<name>.json` that is not the template `signed` signs.
+/// Every `runtime/services/<name>.json` (and `runtime/config/<name>/<file>`) that is not what
+/// `signed` signs.
 fn template_drift(home: &Home, signed: &Signed) -> Vec<String> {
     let mut out = Vec::new();
     for (name, want) in &signed.index.templates {
@@ -344,6 +345,17 @@ fn template_drift(home: &Home, signed: &Signed) -> Vec<String> {
                 if have.as_ref().ok() != Some(want) {
                     out.push(format!("{rel} differs from its signed index"));
                 }
+            }
+        }
+        for (file, text) in &want.config_files {
+            let path = home.config_templates(name).join(file);
+            let rel = home.rel(&path);
+            match std::fs::read(&path) {
+                Err(e) => out.push(format!("{rel}: cannot be read ({e})")),
+                Ok(bytes) if bytes != text.as_bytes() => {
+                    out.push(format!("{rel} differs from its signed index"));
+                }
+                Ok(_) => {}
             }
         }
     }

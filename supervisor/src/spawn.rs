@@ -212,6 +212,7 @@ async fn prepare_data(
             })?;
         }
     }
+    render_config(def, resolved, user)?;
     if !fresh || resolved.setup.is_empty() {
         return Ok(());
     }
@@ -257,16 +258,88 @@ async fn prepare_data(
         match status {
             Ok(s) if s.success() => {}
             Ok(s) => {
-                // Leave an empty data folder behind so the next start runs setup again.
-                let _ = clear_dir(&def.data_dir);
-                return Err(format!(
-                    "{step} {}: {}",
-                    describe(s),
-                    logs.last_lines(pid, 3)
-                ));
+                let failed = format!("{step} {}: {}", describe(s), logs.last_lines(pid, 3));
+                // The half-made folder is kept for inspection, out of the way, so the next
+                // start finds no data folder and runs setup again.
+                return Err(match move_aside(&def.data_dir) {
+                    Ok(aside) => {
+                        let note =
+                            format!("the half-made data folder is kept as {}", aside.display());
+                        logs.note(LogLevel::Warn, note.clone());
+                        format!("{failed} ({note})")
+                    }
+                    Err(e) => format!(
+                        "{failed} (the half-made data folder {} could not be moved aside: {e}; \
+                         move it away before the next start)",
+                        def.data_dir.display()
+                    ),
+                });
             }
             Err(e) => return Err(format!("{step}: {e}")),
         }
+    }
+    Ok(())
+}
+
+/// Writes the service's config files into [`Definition::config_dir`] (0700), each 0600 and
+/// both owned by `user` when given, replacing each file whole (a temporary file renamed over
+/// it), and removes the files there that the template no longer names.
+fn render_config(
+    def: &Definition,
+    resolved: &Resolved,
+    user: Option<&kojibox_proc::User>,
+) -> std::result::Result<(), String> {
+    let dir = &def.config_dir;
+    let fail = |what: &std::path::Path, e: std::io::Error| {
+        format!("could not render the config file {}: {e}", what.display())
+    };
+    if resolved.config_files.is_empty() {
+        return match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(dir, e)),
+            _ => Ok(()),
+        };
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| fail(dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(dir, e))?;
+    }
+    let named = |p: &std::path::Path| resolved.config_files.iter().any(|(f, _)| f == p);
+    for entry in std::fs::read_dir(dir).map_err(|e| fail(dir, e))?.flatten() {
+        let path = entry.path();
+        if !named(&path) {
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| fail(&path, e))?;
+        }
+    }
+    for (path, text) in &resolved.config_files {
+        use std::io::Write;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(|e| fail(path, e))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| fail(path, e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| fail(path, e))?;
+    }
+    if let Some(user) = user {
+        kojibox_proc::chown_tree(dir, user).map_err(|e| fail(dir, e))?;
     }
     Ok(())
 }
@@ -328,16 +401,33 @@ fn remove_secret_files(def: &Definition) -> std::result::Result<(), String> {
     }
 }
 
-fn clear_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() && !path.is_symlink() {
-            std::fs::remove_dir_all(&path)?;
+/// Renames `dir` to `<dir>.failed-<UTC time>` (with `-2`, `-3`, … when that exists) and
+/// answers the new path.
+fn move_aside(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let name = dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    for n in 1..100 {
+        let suffix = if n == 1 {
+            String::new()
         } else {
-            std::fs::remove_file(&path)?;
+            format!("-{n}")
+        };
+        let aside = dir.with_file_name(format!("{name}.failed-{stamp}{suffix}"));
+        if std::fs::symlink_metadata(&aside).is_ok() {
+            continue;
         }
+        std::fs::rename(dir, &aside)?;
+        return Ok(aside);
     }
-    Ok(())
+    Err(std::io::Error::other(
+        "too many folders of failed setups beside it",
+    ))
 }
 
 /// `Some(detail)` when one of the service's ports is taken, naming it and its owner.

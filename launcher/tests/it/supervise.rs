@@ -6,6 +6,7 @@
 //! Fixtures write what they saw (timestamps from `date +%s%N`, pids) into their `${data}` folder,
 //! so the tests measure the children themselves rather than the supervisor's own account.
 
+mod config_files;
 mod daemon;
 mod escape;
 mod groups;

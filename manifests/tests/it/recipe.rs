@@ -164,6 +164,13 @@ fn rule_violations_point_at_the_key() {
         ),
         (r#"port = 8080,"#, r#"port = 0,"#, 7, "port 0"),
         (
+            r#"dependsOn = ["db"]"#,
+            r#"dependsOn = ["db"]
+  configFiles = { "../escape.conf" = "x" }"#,
+            11,
+            "not a config file name",
+        ),
+        (
             r#"name = "web""#,
             r#"name = "Web App""#,
             5,
@@ -183,6 +190,20 @@ fn rule_violations_point_at_the_key() {
         assert!(err.column.is_some(), "{err}");
         assert!(err.message.contains(needle), "{to}: {err}");
     }
+}
+
+#[test]
+fn config_files_parse_as_templates() {
+    let text = GOOD.replacen(
+        r#"dependsOn = ["db"]"#,
+        "dependsOn = [\"db\"]\n  configFiles = { \"web.conf\" = \"listen ${port.http}\\n\" }",
+        1,
+    );
+    let recipe = Recipe::parse(&text).unwrap();
+    assert_eq!(
+        recipe.services[0].definition.config_files["web.conf"],
+        "listen ${port.http}\n"
+    );
 }
 
 #[test]
