@@ -66,6 +66,8 @@ struct Raw {
     env: BTreeMap<String, String>,
     setup: Vec<Vec<String>>,
     config_files: BTreeMap<String, String>,
+    client_env: BTreeMap<String, String>,
+    client_args: BTreeMap<String, Vec<String>>,
     vars: BTreeMap<String, String>,
 }
 
@@ -211,6 +213,66 @@ impl Definition {
     }
 }
 
+impl Definition {
+    /// For `kojibox exec PROGRAM`: the arguments the template puts before the user's for
+    /// `program` (by file name) and the environment its clients get besides the service's,
+    /// expanded, secrets included (`secret` as in [`Definition::resolve`]).
+    pub fn resolve_client<E: From<Error>>(
+        &self,
+        program: &str,
+        secret: &mut dyn FnMut(&str) -> std::result::Result<Option<String>, E>,
+    ) -> std::result::Result<(Vec<String>, BTreeMap<String, String>), E> {
+        let id = self.id();
+        let mut one = |value: &str, what: &str| -> std::result::Result<String, E> {
+            let mut failure: Option<E> = None;
+            let expanded = expand_secrets(value, &self.raw.vars, &mut |kind, name| {
+                if kind == SecretUse::File {
+                    return None;
+                }
+                match secret(name) {
+                    Ok(Some(v)) => Some(v),
+                    Ok(None) => {
+                        failure.get_or_insert(
+                            Error::NotFound {
+                                detail: format!(
+                                    "{id}: secret `{name}` is not set (set it with `kojibox secrets set`)"
+                                ),
+                            }
+                            .into(),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        None
+                    }
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            expanded.map_err(|e| {
+                Error::invalid("Invalid service definition", format!("{id} {what}: {e}")).into()
+            })
+        };
+        let args = self
+            .raw
+            .client_args
+            .get(program)
+            .into_iter()
+            .flatten()
+            .map(|a| one(a, "clientArgs"))
+            .collect::<std::result::Result<Vec<_>, E>>()?;
+        let env = self
+            .raw
+            .client_env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), one(v, "clientEnv")?)))
+            .collect::<std::result::Result<BTreeMap<_, _>, E>>()?;
+        Ok((args, env))
+    }
+}
+
 /// Builds one definition. `ports`: the ports the registry gave (default: the configured ones,
 /// else the defaults).
 pub fn define(
@@ -298,6 +360,12 @@ pub fn define(
     for (name, text) in &template.config_files {
         expand(text, &format!("config file {name}"))?;
     }
+    for value in template.client_env.values() {
+        expand(value, "clientEnv")?;
+    }
+    for arg in template.client_args.values().flatten() {
+        expand(arg, "clientArgs")?;
+    }
     let cwd = template
         .cwd
         .as_deref()
@@ -330,6 +398,8 @@ pub fn define(
             env: raw_env,
             setup: template.setup.clone(),
             config_files: template.config_files.clone(),
+            client_env: template.client_env.clone(),
+            client_args: template.client_args.clone(),
             vars,
         },
     })

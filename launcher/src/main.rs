@@ -182,6 +182,21 @@ enum Command {
         #[arg(last = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Run a program of a service's payload with the service's environment, config, port and
+    /// credentials, and exit with its code; no daemon needed.
+    ///
+    /// A bare PROGRAM is looked for in the payload's bin, usr/bin, native/bin, sbin, usr/sbin
+    /// and top folders (a path is relative to the payload); the service's template may put
+    /// arguments before yours (`--defaults-file=...` for mariadb) and add variables (a
+    /// password). Examples: `kojibox exec postgres -- psql -c 'select 1'`,
+    /// `kojibox exec redis -- redis-cli PING`, `kojibox exec mariadb -- mariadb -e 'SELECT 1'`.
+    Exec {
+        /// The service id.
+        service: String,
+        /// The program, then its arguments (after `--`).
+        #[arg(last = true, required = true, num_args = 1.., value_name = "PROGRAM [ARGS]")]
+        command: Vec<String>,
+    },
     /// Call any API method and print the answer's envelope; exit 1 on an error envelope.
     Rpc {
         /// The method, e.g. services.list.
@@ -261,6 +276,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Metrics { watch } => cli::metrics::metrics(&home, watch, json),
         Command::Diagnose => cli::diagnose::diagnose(&home, json),
         Command::Events { filters, since } => cli::events::events(&home, &filters, since),
+        Command::Exec { service, command } => {
+            cli::exec::exec(&home, &service, &command[0], &command[1..])
+        }
         Command::Rpc { method, params } => cli::rpc::rpc(&home, &method, params.as_deref()),
         Command::Verify => cli::verify::run(&home, json),
         Command::Dashboard { print_url } => cli::dashboard::dashboard(&home, print_url, json),

@@ -99,6 +99,14 @@ pub struct ServiceTemplate {
     /// service's user, so a moved home or a changed port is always right.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config_files: BTreeMap<String, String>,
+    /// For `kojibox exec`: environment its programs get besides the service's own (e.g.
+    /// `PGPASSWORD = "${secret.postgres-password}"`), placeholders and secrets allowed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_env: StringMap,
+    /// For `kojibox exec`: arguments put before the user's, by program name (e.g. `mariadb =
+    /// ["--defaults-file=${config}/my.cnf"]`), placeholders and secrets allowed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_args: BTreeMap<String, Vec<String>>,
 }
 
 /// Whether `name` can be a config file's name: one plain file name of letters, digits, `.`,

@@ -39,6 +39,8 @@ pub mod logs;
 mod services;
 mod spawn;
 
+pub use spawn::render_config;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -284,7 +284,7 @@ async fn prepare_data(
 /// Writes the service's config files into [`Definition::config_dir`] (0700), each 0600 and
 /// both owned by `user` when given, replacing each file whole (a temporary file renamed over
 /// it), and removes the files there that the template no longer names.
-fn render_config(
+pub fn render_config(
     def: &Definition,
     resolved: &Resolved,
     user: Option<&kojibox_proc::User>,

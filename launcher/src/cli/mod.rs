@@ -7,6 +7,7 @@ pub(crate) mod daemon;
 pub(crate) mod dashboard;
 pub(crate) mod diagnose;
 pub(crate) mod events;
+pub(crate) mod exec;
 pub(crate) mod install;
 pub(crate) mod logs;
 pub(crate) mod metrics;

@@ -147,3 +147,73 @@ async fn a_failed_setup_leaves_its_folder_aside_and_the_next_start_runs_it_again
     }
     sup_shutdown(h.sup).await;
 }
+
+#[test]
+fn exec_runs_a_payload_program_with_the_services_environment_config_and_credentials() {
+    let env = crate::support::Env::for_services();
+    // Run by `kojibox exec`, the service's program shows what it got.
+    let script = r#"echo "args:$*"
+echo "pw:$PW"
+echo "ld:${LD_LIBRARY_PATH-unset}"
+cat "$CONF/app.conf"
+exit 7"#;
+    let mut fixture = Fixture::new("tool", script);
+    fixture.ports = vec![("http".into(), 18080)];
+    fixture.env.insert("CONF".into(), "${config}".into());
+    fixture
+        .template
+        .config_files
+        .insert("app.conf".into(), "listen ${port.http}\n".into());
+    fixture
+        .template
+        .client_env
+        .insert("PW".into(), "${secret.tool-pass}".into());
+    fixture
+        .template
+        .client_args
+        .insert("tool".into(), vec!["--port=${port.http}".into()]);
+    env.install_fixtures(&[fixture]);
+    let store = SecretStore::open(&env.home(), None).unwrap();
+    store
+        .set(
+            SecretScope::Service,
+            "tool-pass",
+            &SecretValue::new("s3cret-exec".into()),
+        )
+        .unwrap();
+    drop(store);
+
+    let out = env
+        .kojibox_command(&["exec", "tool", "--", "tool", "a b", "c"])
+        .env("LD_LIBRARY_PATH", "/evil")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "the program's exit code: {out:?}");
+    assert_eq!(
+        said,
+        "args:--port=18080 a b c\npw:s3cret-exec\nld:unset\nlisten 18080\n",
+        "{out:?}"
+    );
+
+    // A program the payload does not have, and a service that does not exist.
+    let out = env
+        .kojibox_command(&["exec", "tool", "--", "mariadb"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(err.contains("no program `mariadb`") && err.contains("usr/bin"), "{err}");
+    let out = env
+        .kojibox_command(&["exec", "nope", "--", "ls"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("nope is not a service"), "{err}");
+    // Nothing outside the payload, even by a path.
+    let out = env
+        .kojibox_command(&["exec", "tool", "--", "../../../../../../bin/sh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
