@@ -304,4 +304,17 @@ fn a_link_through_another_link_is_refused_when_packing_and_reading() {
     index.manifest.services[0].checksum = checksum;
     index.manifest.services[0].size = size;
     kojibox_kbx::read::validate_index(&index).unwrap();
+    // A config file's name becomes a file name under runtime/config/demo/: one plain name only.
+    let template = index.templates.get_mut("demo").unwrap();
+    template.config_files.insert("demo.conf".into(), "x".into());
+    kojibox_kbx::read::validate_index(&index).unwrap();
+    let template = index.templates.get_mut("demo").unwrap();
+    template
+        .config_files
+        .insert("../../services/demo.json".into(), "x".into());
+    let err = kojibox_kbx::read::validate_index(&index).unwrap_err();
+    assert!(
+        err.to_string().contains("is not a plain file name"),
+        "{err}"
+    );
 }

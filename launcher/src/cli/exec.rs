@@ -20,7 +20,17 @@ pub(crate) fn exec(home: &Home, service: &str, program: &str, args: &[String]) -
     })?;
     let vault = kojibox_secrets::Vault::new(home.clone(), passphrase_for(home)?);
     let mut secret = |name: &str| vault.resolve(name).map_err(anyhow::Error::from);
-    let resolved = def.resolve(&mut secret)?;
+    let resolved = def.resolve(&mut secret).with_context(|| {
+        if def.generate_secrets.is_empty() {
+            format!("{service}'s settings")
+        } else {
+            format!(
+                "{service}'s settings (the secrets it makes, {}, exist after its first start: \
+                 `kojibox start {service}`)",
+                def.generate_secrets.join(", ")
+            )
+        }
+    })?;
     let payload = def.program.parent().map(Path::to_owned).unwrap_or_default();
     let root = payload_root(home, &def.program);
     let path = find(&root, program).with_context(|| {

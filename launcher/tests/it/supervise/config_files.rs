@@ -189,10 +189,13 @@ exit 7"#;
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(7), "the program's exit code: {out:?}");
     assert_eq!(
-        said,
-        "args:--port=18080 a b c\npw:s3cret-exec\nld:unset\nlisten 18080\n",
+        out.status.code(),
+        Some(7),
+        "the program's exit code: {out:?}"
+    );
+    assert_eq!(
+        said, "args:--port=18080 a b c\npw:s3cret-exec\nld:unset\nlisten 18080\n",
         "{out:?}"
     );
 
@@ -203,13 +206,19 @@ exit 7"#;
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(err.contains("no program `mariadb`") && err.contains("usr/bin"), "{err}");
+    assert!(
+        err.contains("no program `mariadb`") && err.contains("usr/bin"),
+        "{err}"
+    );
     let out = env
         .kojibox_command(&["exec", "nope", "--", "ls"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("nope is not a service"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("nope is not a service"),
+        "{err}"
+    );
     // Nothing outside the payload, even by a path.
     let out = env
         .kojibox_command(&["exec", "tool", "--", "../../../../../../bin/sh"])
