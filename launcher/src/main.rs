@@ -188,8 +188,9 @@ enum Command {
     /// A bare PROGRAM is looked for in the payload's bin, usr/bin, native/bin, sbin, usr/sbin
     /// and top folders (a path is relative to the payload); the service's template may put
     /// arguments before yours (`--defaults-file=...` for mariadb) and add variables (a
-    /// password). Examples: `kojibox exec postgres -- psql -c 'select 1'`,
-    /// `kojibox exec redis -- redis-cli PING`, `kojibox exec mariadb -- mariadb -e 'SELECT 1'`.
+    /// password). Examples: `kojibox exec postgres -- pg_ctl --version`; with a bundle that
+    /// carries them, `kojibox exec redis -- redis-cli PING`, `kojibox exec mariadb -- mariadb
+    /// -e 'SELECT 1'`.
     Exec {
         /// The service id.
         service: String,

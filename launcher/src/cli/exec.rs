@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use kojibox_home::Home;
 
 use super::passphrase::passphrase_for;
@@ -15,9 +15,14 @@ const PAYLOAD_BIN_DIRS: [&str; 6] = ["bin", "usr/bin", "native/bin", "sbin", "us
 
 /// Runs `program` with `args` and exits with its code.
 pub(crate) fn exec(home: &Home, service: &str, program: &str, args: &[String]) -> Result<ExitCode> {
-    let def = kojibox_config::catalog::load_one(home, service).with_context(|| {
-        format!("{service} is not a service of this home (`kojibox status` lists them)")
-    })?;
+    let def = match kojibox_config::catalog::load_one(home, service) {
+        Ok(def) => def,
+        Err(kojibox_config::Error::NotFound { .. }) => bail!(
+            "{service} is not a service installed in {} (`kojibox status` lists them)",
+            home.root().display()
+        ),
+        Err(e) => return Err(e).context(format!("{service}'s definition")),
+    };
     let vault = kojibox_secrets::Vault::new(home.clone(), passphrase_for(home)?);
     let mut secret = |name: &str| vault.resolve(name).map_err(anyhow::Error::from);
     let resolved = def.resolve(&mut secret).with_context(|| {
