@@ -338,9 +338,21 @@ pub fn render_config(
         drop(file);
         std::fs::rename(&tmp, path).map_err(|e| fail(path, e))?;
     }
+    // Each path given by itself, never a walk: the folder is the service user's, who could
+    // swap an entry for a link into a folder of root's between a listing and a walk.
+    // `lchown` changes a link, never what it points to.
+    #[cfg(unix)]
     if let Some(user) = user {
-        kojibox_proc::chown_tree(dir, user).map_err(|e| fail(dir, e))?;
+        let give = |p: &std::path::Path| {
+            std::os::unix::fs::lchown(p, Some(user.uid), Some(user.gid)).map_err(|e| fail(p, e))
+        };
+        give(dir)?;
+        for (path, _) in &resolved.config_files {
+            give(path)?;
+        }
     }
+    #[cfg(not(unix))]
+    let _ = user;
     Ok(())
 }
 
