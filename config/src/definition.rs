@@ -7,8 +7,9 @@
 //! (`runtime/data/<name>`) and `${config}` (`runtime/data/.<name>.config`, where the template's
 //! config files are rendered before each start) expand to absolute paths; `${port.<name>}` to
 //! the service's port of that name (from the port registry, [`crate::ports`]). They expand in
-//! args, env, the health target, setup commands and config files. An unknown placeholder is an error naming it. The default working
-//! folder is the home, so relative paths in args and env are relative to the home.
+//! args, env, the health target, setup commands and config files. An unknown placeholder is an
+//! error naming it. The default working folder is the home, so relative paths in args and env
+//! are relative to the home.
 //!
 //! `${secret.<key>}` (and `${secret.<scope>.<key>}`) expand only at spawn time
 //! ([`Definition::resolve`]): the definition, `services.describe` and every file keep the
@@ -138,15 +139,7 @@ impl Definition {
                 Some(value)
             }
             Ok(None) => {
-                failure.get_or_insert(
-                    Error::NotFound {
-                        detail: format!(
-                            "{}: secret `{name}` is not set (set it with `kojibox secrets set`)",
-                            self.id()
-                        ),
-                    }
-                    .into(),
-                );
+                failure.get_or_insert(secret_not_set(self.id(), name).into());
                 None
             }
             Err(e) => {
@@ -213,7 +206,19 @@ impl Definition {
     }
 }
 
+/// The error for a `${secret.<name>}` of service `id` that the store does not have.
+fn secret_not_set(id: &str, name: &str) -> Error {
+    Error::NotFound {
+        detail: format!("{id}: secret `{name}` is not set (set it with `kojibox secrets set`)"),
+    }
+}
+
 impl Definition {
+    /// The payload folder (`${bin}`, absolute).
+    pub fn payload_dir(&self) -> PathBuf {
+        PathBuf::from(&self.raw.vars["bin"])
+    }
+
     /// For `kojibox exec PROGRAM`: the arguments the template puts before the user's for
     /// `program` (by file name) and the environment its clients get besides the service's,
     /// expanded, secrets included (`secret` as in [`Definition::resolve`]).
@@ -232,14 +237,7 @@ impl Definition {
                 match secret(name) {
                     Ok(Some(v)) => Some(v),
                     Ok(None) => {
-                        failure.get_or_insert(
-                            Error::NotFound {
-                                detail: format!(
-                                    "{id}: secret `{name}` is not set (set it with `kojibox secrets set`)"
-                                ),
-                            }
-                            .into(),
-                        );
+                        failure.get_or_insert(secret_not_set(id, name).into());
                         None
                     }
                     Err(e) => {

@@ -37,7 +37,7 @@ pub(crate) fn exec(home: &Home, service: &str, program: &str, args: &[String]) -
         }
     })?;
     let payload = def.program.parent().map(Path::to_owned).unwrap_or_default();
-    let root = payload_root(home, &def.program);
+    let root = def.payload_dir();
     let path = find(&root, program).with_context(|| {
         format!(
             "{service} has no program `{program}` in its payload {} (looked in {})",
@@ -91,20 +91,6 @@ pub(crate) fn exec(home: &Home, service: &str, program: &str, args: &[String]) -
         .status()
         .with_context(|| format!("could not run {}", path.display()))?;
     Ok(exit_code(status))
-}
-
-/// `runtime/bin/<name>/<version>/<os>-<arch>`: the payload folder `program` lies in.
-fn payload_root(home: &Home, program: &Path) -> PathBuf {
-    let runtime_bin = home.join("runtime/bin");
-    program
-        .strip_prefix(&runtime_bin)
-        .ok()
-        .and_then(|rel| {
-            let mut parts = rel.components();
-            let three: Vec<_> = parts.by_ref().take(3).collect();
-            (three.len() == 3).then(|| three.iter().fold(runtime_bin.clone(), |p, c| p.join(c)))
-        })
-        .unwrap_or_else(|| program.parent().map(Path::to_owned).unwrap_or_default())
 }
 
 /// The program named `program` inside `root`: a path relative to it, or a bare name looked for
